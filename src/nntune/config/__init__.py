@@ -1,0 +1,19 @@
+"""Config: validated models per section, YAML loading, durations and search-space entries."""
+
+from ._duration import parse_duration
+from ._load import build_config, load_config, merge, read_yaml
+from ._models import (
+    DataConfig,
+    EarlyStoppingConfig,
+    ModelConfig,
+    RunConfig,
+    SearchConfig,
+    TrainingConfig,
+)
+from ._space import ParamSpec, Scalar, SpaceEntry
+
+__all__ = [
+    "DataConfig", "EarlyStoppingConfig", "ModelConfig", "ParamSpec", "RunConfig", "Scalar",
+    "SearchConfig", "SpaceEntry", "TrainingConfig", "build_config", "load_config", "merge",
+    "parse_duration", "read_yaml",
+]

@@ -1,0 +1,80 @@
+"""The run configuration, one validated model per section. CLI options override these keys."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ._duration import parse_duration
+from ._space import ParamSpec, Scalar
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    path: str | None = Field(None, description="CSV, TSV or Parquet file")
+    dataset: str | None = Field(None, description="built-in: digits, breast_cancer, wine, iris, diabetes")
+    target: str | None = Field(None, description="the column to predict")
+    task: Literal["auto", "binary", "multiclass", "regression"] = "auto"
+    test_size: float = Field(0.2, gt=0, lt=1, description="share held out for the final test")
+    val_size: float = Field(0.2, gt=0, lt=1, description="validation share when cv is not set")
+
+
+class ModelConfig(_Section):
+    family: str = Field("mlp", description="model family from the registry")
+
+
+class EarlyStoppingConfig(_Section):
+    patience: int = Field(10, ge=1, description="epochs without improvement before stopping")
+    min_delta: float = Field(0.0, ge=0, description="smallest change that counts as improvement")
+    restore_best: bool = Field(True, description="end with the best epoch's weights")
+
+
+class TrainingConfig(_Section):
+    max_epochs: int = Field(100, ge=1)
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    loss: Literal["auto", "cross_entropy", "bce", "mse", "mae", "huber"] = "auto"
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    class_weight: Literal["none", "balanced"] = "none"
+    clip_norm: float | None = Field(None, gt=0)
+    clip_value: float | None = Field(None, gt=0)
+    device: str = Field("auto", description="auto picks cuda, then mps, then cpu")
+    threads: int | None = Field(None, ge=1, description="torch threads (default: available cores)")
+
+
+class SearchConfig(_Section):
+    strategy: str = Field("tpe", description="grid, random, qmc, tpe, gp, cmaes")
+    pruner: str = Field("none", description="none, median, percentile, successive_halving, hyperband")
+    trials: int | None = Field(None, ge=1, description="trial budget (default 50 without a timeout)")
+    timeout: float | None = Field(None, description="wall-clock limit for the whole run: 90s, 10m, 1h")
+    cv: int | None = Field(None, ge=2, description="k-fold cross-validation; unset: one validation split")
+    metric: str | None = Field(None, description="accuracy, balanced_accuracy, f1, roc_auc, log_loss, r2, rmse, mae")
+    space: dict[str, ParamSpec | Scalar] = Field(
+        default_factory=dict, description="parameters to search (or fix, with a plain value)")
+    space_mode: Literal["extend", "replace"] = Field(
+        "extend", description="extend the default space or replace it")
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float | None:
+        try:
+            return parse_duration(value)
+        except Exception as exc:  # pydantic reports ValueError with the key's location
+            raise ValueError(str(exc)) from None
+
+
+class RunConfig(_Section):
+    """A whole tuning run, as written in a YAML file."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    storage: str | None = Field(None, description="SQLAlchemy URL; default: sqlite in the run directory")
+    study: str | None = Field(None, description="study name (default: the data's name)")
+    out: str | None = Field(None, description="run directory (default: runs/<study>)")
+    resume: bool = Field(False, description="continue the study of this name, or start it")
+    seed: int = 0

@@ -1,0 +1,20 @@
+"""Data: read tables, detect the task, split without leakage, fit preprocessing on training rows."""
+
+from ._preprocess import make_preprocessor, transform
+from ._schema import Schema, conform, infer_schema
+from ._sources import BUILTIN_DATASETS, as_table, read_table
+from ._tabular import (
+    EncodedSplit,
+    TabularData,
+    encode_split,
+    load_tabular,
+    make_folds,
+    split_train_test,
+)
+from ._task import TASKS, detect_task
+
+__all__ = [
+    "BUILTIN_DATASETS", "TASKS", "EncodedSplit", "Schema", "TabularData", "as_table", "conform",
+    "detect_task", "encode_split", "infer_schema", "load_tabular", "make_folds",
+    "make_preprocessor", "read_table", "split_train_test", "transform",
+]

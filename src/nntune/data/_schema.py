@@ -1,0 +1,115 @@
+"""The columns a model expects, and the checks and conversions applied to every frame it sees.
+
+The schema is plain JSON, saved with the model, so new data is checked against the exact columns
+and kinds the model was trained on before anything reaches scikit-learn or torch.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError
+
+# Datetime columns become numbers a network can use; the parts chosen cover trend and cycles.
+DATETIME_PARTS = ("epoch_days", "year", "month", "dayofweek", "hour")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str  # 'numeric' | 'categorical' | 'datetime'
+
+
+@dataclass(frozen=True)
+class Schema:
+    columns: tuple[Column, ...]
+
+    @property
+    def numeric(self) -> list[str]:
+        out = []
+        for c in self.columns:
+            if c.kind == "numeric":
+                out.append(c.name)
+            elif c.kind == "datetime":
+                out.extend(f"{c.name}__{part}" for part in DATETIME_PARTS)
+        return out
+
+    @property
+    def categorical(self) -> list[str]:
+        return [c.name for c in self.columns if c.kind == "categorical"]
+
+    def to_json(self) -> list[dict]:
+        return [asdict(c) for c in self.columns]
+
+    @classmethod
+    def from_json(cls, items: list[dict]) -> Schema:
+        return cls(tuple(Column(**item) for item in items))
+
+
+def infer_schema(frame: pd.DataFrame) -> Schema:
+    """Classify each feature column as numeric, categorical or datetime."""
+    return Schema(tuple(Column(str(name), _kind(frame[name])) for name in frame.columns))
+
+
+def _kind(series: pd.Series) -> str:
+    if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
+        return "numeric"
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return "datetime"
+    sample = series.dropna().astype(str).head(200)
+    if len(sample) and not sample.str.fullmatch(r"[-+.\deE]+").all():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parsed = pd.to_datetime(sample, errors="coerce", format="mixed")
+        if parsed.notna().mean() >= 0.95 and sample.str.contains(r"\d[-/:]\d").mean() >= 0.95:
+            return "datetime"
+    return "categorical"
+
+
+def conform(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    """Check `frame` against `schema` and return the frame the preprocessor expects.
+
+    Raises DataError naming missing columns or columns whose values are of the wrong type.
+    """
+    missing = [c.name for c in schema.columns if c.name not in frame.columns]
+    if missing:
+        raise DataError(f"the data lacks column(s) the model needs: {', '.join(missing)}")
+    out: dict[str, pd.Series] = {}
+    for column in schema.columns:
+        values = frame[column.name]
+        if column.kind == "numeric":
+            converted = pd.to_numeric(values.astype("object") if values.dtype == bool else values,
+                                      errors="coerce")
+            bad = values[converted.isna() & values.notna()]
+            if len(bad):
+                raise DataError(
+                    f"column '{column.name}' must be numeric; found value '{bad.iloc[0]}'"
+                )
+            out[column.name] = converted.astype("float32")
+        elif column.kind == "categorical":
+            out[column.name] = values.astype("object").where(values.notna(), np.nan).map(
+                lambda v: v if v is np.nan else str(v)
+            )
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                stamps = pd.to_datetime(values, errors="coerce", format="mixed")
+            bad = values[stamps.isna() & values.notna()]
+            if len(bad):
+                raise DataError(
+                    f"column '{column.name}' must hold dates/times; found value '{bad.iloc[0]}'"
+                )
+            if getattr(stamps.dt, "tz", None) is not None:
+                stamps = stamps.dt.tz_convert(None)
+            out[f"{column.name}__epoch_days"] = (
+                (stamps - pd.Timestamp("1970-01-01")).dt.total_seconds() / 86400.0
+            )
+            out[f"{column.name}__year"] = stamps.dt.year.astype("float64")
+            out[f"{column.name}__month"] = stamps.dt.month.astype("float64")
+            out[f"{column.name}__dayofweek"] = stamps.dt.dayofweek.astype("float64")
+            out[f"{column.name}__hour"] = stamps.dt.hour.astype("float64")
+    return pd.DataFrame(out, index=frame.index)

@@ -1,0 +1,114 @@
+"""Turn whatever the user hands over (a path, a DataFrame, arrays, a built-in name) into one table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError, check_choice, did_you_mean
+
+BUILTIN_DATASETS = ("digits", "breast_cancer", "wine", "iris", "diabetes")
+TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq")
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV, TSV or Parquet file into a DataFrame, with errors that name the file."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"data file '{path}' does not exist")
+    if path.is_dir():
+        raise DataError(f"data path '{path}' is a directory; expected a {'/'.join(TABLE_SUFFIXES)} file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        elif suffix in (".csv", ".txt"):
+            frame = pd.read_csv(path, sep=None, engine="python") if suffix == ".txt" else pd.read_csv(path)
+        elif suffix == ".tsv":
+            frame = pd.read_csv(path, sep="\t")
+        else:
+            raise DataError(
+                f"data file '{path}' has suffix '{suffix}'; accepted: {', '.join(TABLE_SUFFIXES)}"
+            )
+    except DataError:
+        raise
+    except pd.errors.EmptyDataError:
+        raise DataError(f"data file '{path}' is empty") from None
+    except Exception as exc:  # parser errors of every kind end up here
+        raise DataError(f"data file '{path}' could not be read: {exc}".splitlines()[0]) from exc
+    if frame.empty:
+        raise DataError(f"data file '{path}' has no rows")
+    return frame
+
+
+def builtin_dataset(name: str) -> tuple[pd.DataFrame, str]:
+    """Load one of scikit-learn's bundled data sets as a frame; returns (frame, target column)."""
+    from sklearn import datasets
+
+    check_choice("dataset", name, BUILTIN_DATASETS)
+    bunch = getattr(datasets, f"load_{name}")(as_frame=True)
+    frame = bunch.frame.copy()
+    if name in ("digits", "breast_cancer", "wine", "iris"):
+        # Keep class names readable in predictions where scikit-learn provides them.
+        names = np.asarray(bunch.target_names)
+        if name != "digits":
+            frame["target"] = names[frame["target"].to_numpy()]
+    return frame, "target"
+
+
+def as_table(
+    data: str | Path | pd.DataFrame | np.ndarray | None,
+    target: str | None = None,
+    y: np.ndarray | pd.Series | None = None,
+    dataset: str | None = None,
+) -> tuple[pd.DataFrame, pd.Series, str]:
+    """Resolve the user's data into (features, target, name).
+
+    Exactly one of `data` or `dataset` is given. `data` is a path, a DataFrame holding the
+    `target` column, or a feature array with the labels in `y`.
+    """
+    if (data is None) == (dataset is None):
+        raise DataError("give exactly one of data (a file, DataFrame or array) or dataset (a built-in name)")
+    if dataset is not None:
+        frame, default_target = builtin_dataset(dataset)
+        target = target or default_target
+        name = dataset
+    elif isinstance(data, np.ndarray):
+        if y is None:
+            raise DataError("a feature array needs its labels: pass y=...")
+        array = data.reshape(len(data), -1) if data.ndim != 2 else data
+        frame = pd.DataFrame(array, columns=[f"x{i}" for i in range(array.shape[1])])
+        frame["target"] = np.asarray(y)
+        if len(frame) != len(np.asarray(y)):
+            raise DataError(f"X has {len(data)} rows but y has {len(np.asarray(y))}")
+        target, name = "target", "arrays"
+    elif isinstance(data, pd.DataFrame):
+        frame, name = data, "dataframe"
+        if y is not None:
+            frame = frame.copy()
+            frame["target"] = np.asarray(y)
+            target = "target"
+    else:
+        frame = read_table(data)
+        name = Path(data).stem
+    if target is None:
+        raise DataError("no target column given: pass --target COLUMN (data.target in the config)")
+    if target not in frame.columns:
+        columns = [str(c) for c in frame.columns]
+        shown = ", ".join(columns[:20]) + (", ..." if len(columns) > 20 else "")
+        raise DataError(
+            f"target column '{target}' is not in the data{did_you_mean(target, columns)}; columns are: {shown}"
+        )
+    if len(frame) == 0:
+        raise DataError("the data has no rows")
+    labelled = frame[target].notna()
+    if not labelled.any():
+        raise DataError(f"target column '{target}' has no values")
+    frame = frame.loc[labelled].reset_index(drop=True)
+    features = frame.drop(columns=[target])
+    if features.shape[1] == 0:
+        raise DataError(f"the data has no feature columns besides the target '{target}'")
+    features.columns = [str(c) for c in features.columns]
+    return features, frame[target], name

@@ -1,0 +1,159 @@
+"""The tabular data bundle: features, encoded target, task and the splits the search uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+
+from ..errors import ConfigError, DataError
+from ._preprocess import make_preprocessor, transform
+from ._schema import Schema, conform, infer_schema
+from ._sources import as_table
+from ._task import detect_task
+
+
+@dataclass
+class TabularData:
+    """Everything the search needs to know about one table, with the target already encoded.
+
+    `y` holds class codes (int64, indexes into `classes`) for classification and float64
+    values for regression.
+    """
+
+    features: pd.DataFrame
+    y: np.ndarray
+    task: str
+    schema: Schema
+    target: str
+    name: str
+    classes: list = field(default_factory=list)
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.y)
+
+    @property
+    def is_classification(self) -> bool:
+        return self.task != "regression"
+
+    def describe(self) -> dict:
+        out = {"name": self.name, "rows": self.n_rows, "features": len(self.schema.columns),
+               "task": self.task, "target": self.target}
+        if self.is_classification:
+            counts = np.bincount(self.y, minlength=len(self.classes))
+            out["classes"] = {str(c): int(n) for c, n in zip(self.classes, counts, strict=True)}
+        return out
+
+
+def load_tabular(
+    data: str | Path | pd.DataFrame | np.ndarray | None = None,
+    target: str | None = None,
+    *,
+    y: np.ndarray | pd.Series | None = None,
+    dataset: str | None = None,
+    task: str = "auto",
+) -> TabularData:
+    """Read the user's data, detect the task and encode the target. Raises DataError on bad input."""
+    features, target_values, name = as_table(data, target, y, dataset)
+    task = detect_task(target_values, task)
+    schema = infer_schema(features)
+    frame = conform(features, schema)
+    if task == "regression":
+        encoded = pd.to_numeric(target_values, errors="raise").to_numpy(dtype=np.float64)
+        classes: list = []
+    else:
+        classes_array, encoded = np.unique(target_values.to_numpy(), return_inverse=True)
+        classes = classes_array.tolist()
+        encoded = encoded.astype(np.int64)
+    return TabularData(frame, encoded, task, schema, str(target_values.name), name, classes)
+
+
+def split_train_test(data: TabularData, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out the test rows, stratified by class for classification. Returns index arrays."""
+    if not 0.0 < test_size < 1.0:
+        raise ConfigError(f"test_size must be between 0 and 1 (exclusive); got {test_size}")
+    _check_class_sizes(data, minimum=2, purpose="the train/test split")
+    index = np.arange(data.n_rows)
+    n_test = int(np.ceil(test_size * data.n_rows))
+    if data.is_classification and n_test < len(data.classes):
+        raise DataError(
+            f"test_size {test_size} leaves {n_test} test rows, fewer than the "
+            f"{len(data.classes)} classes; give a larger test_size or more data"
+        )
+    if data.n_rows - n_test < 4:
+        raise DataError(f"the data has {data.n_rows} rows: too few to train and test a network")
+    stratify = data.y if data.is_classification else None
+    train, test = train_test_split(index, test_size=test_size, random_state=seed, stratify=stratify)
+    return np.sort(train), np.sort(test)
+
+
+def make_folds(
+    data: TabularData, rows: np.ndarray, cv: int | None, val_size: float, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Split `rows` into (train, validation) pairs: k folds when `cv` is set, else one holdout split."""
+    y = data.y[rows]
+    stratify = data.is_classification
+    if cv is not None:
+        if cv < 2:
+            raise ConfigError(f"cv must be at least 2 folds (or unset for a validation split); got {cv}")
+        if stratify:
+            smallest = int(np.bincount(y).min())
+            if smallest < cv:
+                raise DataError(
+                    f"cv={cv} needs at least {cv} training rows of every class; the smallest class has {smallest}"
+                )
+            splitter = StratifiedKFold(n_splits=cv, shuffle=True, random_state=seed)
+        else:
+            splitter = KFold(n_splits=cv, shuffle=True, random_state=seed)
+        return [(rows[tr], rows[va]) for tr, va in splitter.split(rows, y)]
+    if not 0.0 < val_size < 1.0:
+        raise ConfigError(f"val_size must be between 0 and 1 (exclusive); got {val_size}")
+    tr, va = train_test_split(
+        np.arange(len(rows)), test_size=val_size, random_state=seed,
+        stratify=y if stratify and np.bincount(y).min() >= 2 else None,
+    )
+    return [(rows[np.sort(tr)], rows[np.sort(va)])]
+
+
+@dataclass
+class EncodedSplit:
+    """One (train, evaluation) pair as float32 matrices, with the preprocessor fitted on train."""
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_eval: np.ndarray | None
+    y_eval: np.ndarray | None
+    preprocessor: object
+
+    @property
+    def n_features(self) -> int:
+        return self.X_train.shape[1]
+
+
+def encode_split(data: TabularData, train_rows: np.ndarray, eval_rows: np.ndarray | None) -> EncodedSplit:
+    """Fit the preprocessing on `train_rows` only and apply it to both sets (no leakage)."""
+    preprocessor = make_preprocessor(data.schema)
+    train_frame = data.features.iloc[train_rows]
+    X_train = np.ascontiguousarray(preprocessor.fit_transform(train_frame), dtype=np.float32)
+    del train_frame
+    X_eval = y_eval = None
+    if eval_rows is not None:
+        X_eval = transform(preprocessor, data.features.iloc[eval_rows])
+        y_eval = data.y[eval_rows]
+    return EncodedSplit(X_train, data.y[train_rows], X_eval, y_eval, preprocessor)
+
+
+def _check_class_sizes(data: TabularData, minimum: int, purpose: str) -> None:
+    if not data.is_classification:
+        return
+    counts = np.bincount(data.y, minlength=len(data.classes))
+    for label, count in zip(data.classes, counts, strict=True):
+        if count < minimum:
+            raise DataError(
+                f"class {label!r} of target '{data.target}' has {count} row(s); "
+                f"{purpose} needs at least {minimum} per class"
+            )

@@ -1,0 +1,46 @@
+"""The wall-clock budget of one run, shared by the trial loop and the final retrain.
+
+`--timeout` bounds the whole command, so the search stops early enough to leave room for
+retraining the best configuration; that reserve is re-estimated from each finished trial.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Budget:
+    timeout: float | None
+    # No single trial may take more than this share of the budget, so a short budget still
+    # sees several configurations instead of one slow one.
+    trial_share: float = 0.25
+    started: float = field(default_factory=time.monotonic)
+    reserve: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.timeout is not None:
+            self.reserve = 0.1 * self.timeout
+
+    @property
+    def deadline(self) -> float | None:
+        return None if self.timeout is None else self.started + self.timeout
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def search_deadline(self) -> float | None:
+        """When the search must stop to leave `reserve` seconds for the final model."""
+        return None if self.deadline is None else self.deadline - self.reserve
+
+    def trial_deadline(self, trial_started: float) -> float | None:
+        stop = self.search_deadline()
+        if stop is None:
+            return None
+        return min(stop, trial_started + self.trial_share * self.timeout)
+
+    def expect_final(self, seconds: float) -> None:
+        """Set the reserve from an estimate of the final retrain's duration (capped at half)."""
+        if self.timeout is not None:
+            self.reserve = min(0.5 * self.timeout, max(1.0, seconds))

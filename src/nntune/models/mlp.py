@@ -1,0 +1,99 @@
+"""`mlp`: a multilayer perceptron for tables, from zero hidden layers (a linear model) upward."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
+
+from ..errors import ConfigError, check_choice
+from ._registry import Family, ModelMeta, register_family
+
+ACTIVATIONS = {
+    "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU,
+    "silu": nn.SiLU, "tanh": nn.Tanh, "selu": nn.SELU,
+}
+INITS = ("default", "xavier", "kaiming", "orthogonal")
+NORMS = ("none", "batch", "layer", "weight")
+
+DEFAULTS = {
+    "n_layers": 2, "units": 128, "activation": "relu", "init": "default",
+    "dropout": 0.0, "norm": "none", "residual": False,
+}
+
+# Common practice: 0 layers suffice for easy problems, 1-2 are the usual balance, more for hard
+# ones; widths on a log scale; dropout up to one half.
+SPACE = {
+    "n_layers": {"type": "int", "low": 0, "high": 4},
+    "units": {"type": "int", "low": 16, "high": 512, "log": True},
+    "activation": {"type": "categorical", "choices": ["relu", "gelu", "silu", "leaky_relu", "tanh"]},
+    "dropout": {"type": "float", "low": 0.0, "high": 0.5},
+    "norm": {"type": "categorical", "choices": ["none", "batch", "layer"]},
+}
+
+
+class Block(nn.Module):
+    """Linear -> norm -> activation -> dropout, with an identity shortcut when shapes allow."""
+
+    def __init__(self, in_dim: int, out_dim: int, params: Mapping[str, Any]) -> None:
+        super().__init__()
+        linear = nn.Linear(in_dim, out_dim)
+        _initialise(linear, params["init"], params["activation"])
+        norm = params["norm"]
+        self.linear = weight_norm(linear) if norm == "weight" else linear
+        self.norm = (nn.BatchNorm1d(out_dim) if norm == "batch"
+                     else nn.LayerNorm(out_dim) if norm == "layer" else nn.Identity())
+        self.activation = ACTIVATIONS[params["activation"]]()
+        self.dropout = nn.Dropout(params["dropout"]) if params["dropout"] > 0 else nn.Identity()
+        self.residual = bool(params["residual"]) and in_dim == out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.dropout(self.activation(self.norm(self.linear(x))))
+        return x + out if self.residual else out
+
+
+class MLP(nn.Module):
+    def __init__(self, widths: list[int], output_dim: int, params: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(*(Block(a, b, params) for a, b in zip(widths, widths[1:])))
+        self.head = nn.Linear(widths[-1], output_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(x))
+
+
+def layer_widths(params: Mapping[str, Any]) -> list[int]:
+    """Hidden widths: `units_<i>` per layer where given, else the shared `units`."""
+    n_layers = int(params["n_layers"])
+    if n_layers < 0:
+        raise ConfigError(f"n_layers must be >= 0; got {n_layers}")
+    widths = [int(params.get(f"units_{i}", params["units"])) for i in range(n_layers)]
+    if any(w < 1 for w in widths):
+        raise ConfigError(f"units must be >= 1; got {widths}")
+    return widths
+
+
+def build(params: Mapping[str, Any], meta: ModelMeta) -> nn.Module:
+    check_choice("activation", params["activation"], ACTIVATIONS)
+    check_choice("init", params["init"], INITS)
+    check_choice("norm", params["norm"], NORMS)
+    return MLP([meta.input_dim, *layer_widths(params)], meta.output_dim, params)
+
+
+def _initialise(linear: nn.Linear, init: str, activation: str) -> None:
+    if init == "default":
+        return
+    if init == "xavier":
+        nn.init.xavier_uniform_(linear.weight)
+    elif init == "kaiming":
+        nonlinearity = "leaky_relu" if activation == "leaky_relu" else "relu"
+        nn.init.kaiming_uniform_(linear.weight, nonlinearity=nonlinearity)
+    elif init == "orthogonal":
+        nn.init.orthogonal_(linear.weight)
+    nn.init.zeros_(linear.bias)
+
+
+register_family(Family("mlp", build, DEFAULTS, SPACE, data_kinds=("table",)))

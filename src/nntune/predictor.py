@@ -1,0 +1,140 @@
+"""A trained model with its preprocessing: saved as a directory, loaded without running code.
+
+Weights go to safetensors, the fitted scikit-learn preprocessing to skops (loaded only when
+every type in it is a scikit-learn or NumPy type), everything else to JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from . import __version__
+from ._atomic import write_dir, write_json
+from .data import Schema, conform, transform
+from .errors import DataError, ModelDirError
+from .models import ModelMeta
+from .search import HyperParameters, make_module
+from .training import Head, pick_device, predict_outputs
+
+FORMAT = "nntune-model"
+FILES = {"config": "model.json", "weights": "model.safetensors",
+         "preprocessor": "preprocessor.skops", "scores": "scores.json"}
+TRUSTED_PREFIXES = ("sklearn.", "numpy.")
+
+
+class Predictor:
+    """Predicts on new frames with the same columns the model was trained on.
+
+    >>> model = nntune.load("runs/churn/model")
+    >>> model.predict(new_df)          # labels or values
+    >>> model.predict_proba(new_df)    # class probabilities, columns in model.classes_
+    """
+
+    def __init__(self, module: nn.Module, preprocessor: Any, head: Head, schema: Schema,
+                 info: dict[str, Any]) -> None:
+        self.module = module.eval()
+        self.preprocessor = preprocessor
+        self.head = head
+        self.schema = schema
+        self.info = info
+        self.classes_ = np.asarray(info.get("classes", []))
+        self.device = next(module.parameters()).device if any(True for _ in module.parameters()) \
+            else torch.device("cpu")
+
+    @property
+    def task(self) -> str:
+        return self.head.task
+
+    def _scores(self, data: pd.DataFrame | np.ndarray) -> np.ndarray:
+        if isinstance(data, np.ndarray):
+            names = [c.name for c in self.schema.columns]
+            array = data.reshape(len(data), -1)
+            if array.shape[1] != len(names):
+                raise DataError(f"the array has {array.shape[1]} columns; the model needs {len(names)}")
+            data = pd.DataFrame(array, columns=names)
+        if not isinstance(data, pd.DataFrame):
+            raise DataError(f"predict takes a DataFrame or array; got {type(data).__name__}")
+        X = transform(self.preprocessor, conform(data, self.schema))
+        outputs = predict_outputs(self.module, torch.from_numpy(X).to(self.device))
+        return self.head.scores(outputs)
+
+    def predict(self, data: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """Class labels (as the target held them) or predicted values."""
+        scores = self._scores(data)
+        if self.task == "regression":
+            return scores
+        return self.classes_[scores.argmax(axis=1)]
+
+    def predict_proba(self, data: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """Class probabilities, shape (n, n_classes), columns ordered as `classes_`."""
+        if self.task == "regression":
+            raise DataError("predict_proba needs a classification model; this one does regression")
+        return self._scores(data)
+
+    def save(self, path: str | Path, scores: dict[str, Any] | None = None) -> Path:
+        """Write the model directory atomically and return its path."""
+        path = Path(path)
+        import skops.io as sio
+
+        def fill(tmp: Path) -> None:
+            state = {k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}
+            save_file(state, str(tmp / FILES["weights"]))
+            sio.dump(self.preprocessor, tmp / FILES["preprocessor"])
+            config = {"format": FORMAT, "format_version": 1, "nntune_version": __version__,
+                      **self.info, "head": self.head.to_json(), "schema": self.schema.to_json()}
+            write_json(tmp / FILES["config"], config)
+            write_json(tmp / FILES["scores"], scores or {})
+        write_dir(path, fill)
+        return path
+
+
+def load(path: str | Path, build_model: Callable[[HyperParameters], nn.Module] | None = None,
+         device: str = "cpu") -> Predictor:
+    """Load a model directory written by nntune. `build_model` is needed only for models that
+    a user's own function built."""
+    path = Path(path)
+    config_file = path / FILES["config"]
+    if not path.is_dir() or not config_file.exists():
+        raise ModelDirError(f"'{path}' is not an nntune model directory (no {FILES['config']} in it)")
+    try:
+        config = json.loads(config_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelDirError(f"'{config_file}' is not valid JSON: {exc}") from None
+    if config.get("format") != FORMAT:
+        raise ModelDirError(f"'{path}' is not an nntune model directory (format is not {FORMAT})")
+    for key in ("weights", "preprocessor"):
+        if not (path / FILES[key]).exists():
+            raise ModelDirError(f"model directory '{path}' is incomplete: {FILES[key]} is missing")
+    head = Head(**config["head"])
+    meta = ModelMeta(config["input_dim"], head.output_dim, head.task)
+    family = config["family"]
+    if family == "custom":
+        if build_model is None:
+            raise ModelDirError(f"the model in '{path}' was built by a user function; "
+                                "pass it as load(path, build_model=fn)")
+        module, _ = make_module(build_model, config["params"], meta)
+    else:
+        module, _ = make_module(family, config["params"], meta)
+    module.load_state_dict(load_file(str(path / FILES["weights"])))
+    module.to(pick_device(device))
+    return Predictor(module, _load_preprocessor(path / FILES["preprocessor"]), head,
+                     Schema.from_json(config["schema"]), config)
+
+
+def _load_preprocessor(file: Path) -> Any:
+    import skops.io as sio
+
+    untrusted = sio.get_untrusted_types(file=file)
+    refused = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
+    if refused:
+        raise ModelDirError(f"'{file}' holds types nntune does not load: {', '.join(refused)}")
+    return sio.load(file, trusted=untrusted)

@@ -1,0 +1,113 @@
+"""The objective: one trial = suggest values, build, train on every fold, report, score."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+from torch import nn
+
+from ..data import EncodedSplit
+from ..errors import TrialFailed
+from ..models import ModelMeta, build_model, count_parameters
+from ..training import Metric, fit, make_head
+from ._hp import HyperParameters, build_custom
+from ._space import Space, suggest
+
+ModelSource = str | Callable[[HyperParameters], nn.Module]
+
+
+def make_module(source: ModelSource, params: dict[str, Any], meta: ModelMeta,
+                trial: optuna.Trial | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """Build the network for `params`: a registered family by name, or the user's function
+    (which may ask the trial for more values). Returns the module and every value used."""
+    if isinstance(source, str):
+        return build_model(source, params, meta), params
+    hp = HyperParameters(meta, trial=trial, values=params)
+    module = build_custom(source, hp)
+    return module, {**params, **hp.values}
+
+
+@dataclass
+class Objective:
+    folds: list[EncodedSplit]
+    task: str
+    n_classes: int
+    metric: Metric
+    space: Space
+    fixed: dict[str, Any]
+    model: ModelSource
+    device: torch.device
+    seed: int
+    trial_deadline: Callable[[float], float | None] = lambda start: None
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        started = time.monotonic()
+        deadline = self.trial_deadline(started)
+        params = suggest(trial, self.space, self.fixed)
+        curves: dict[str, list[float]] = {}
+        scores, epochs, stops, runs = [], [], [], []
+        n_params = 0
+        try:
+            for k, fold in enumerate(self.folds):
+                if k and deadline is not None and time.monotonic() > deadline:
+                    break
+                torch.manual_seed(self.seed + trial.number)
+                head = make_head(self.task, fold.y_train, self.n_classes, params)
+                meta = ModelMeta(fold.n_features, head.output_dim, self.task)
+                module, params = make_module(self.model, params, meta, trial if k == 0 else None)
+                n_params = count_parameters(module)
+                result = fit(
+                    module, head, fold.X_train, fold.y_train, params,
+                    X_val=fold.X_eval, y_val=fold.y_eval, metric=self.metric,
+                    on_epoch_end=_reporter(trial, curves) if k == 0 else None,
+                    deadline=deadline, device=self.device, seed=self.seed + trial.number,
+                )
+                scores.append(result.best_score)
+                epochs.append(result.best_epoch)
+                stops.append(result.stop_reason)
+                runs.append(result.epochs_run)
+                if k == 0:
+                    curves = result.history
+        except optuna.TrialPruned:
+            _record(trial, curves, started, n_params)
+            raise
+        except Exception as exc:  # any failure ends this trial only; the study goes on
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if not isinstance(exc, TrialFailed):
+                reason = f"{type(exc).__name__}: {reason}"
+            trial.set_user_attr("fail_reason", reason)
+            _record(trial, curves, started, n_params)
+            raise TrialFailed(reason) from exc
+        _record(trial, curves, started, n_params)
+        trial.set_user_attr("fold_scores", scores)
+        trial.set_user_attr("score_std", float(np.std(scores)))
+        trial.set_user_attr("best_epochs", epochs)
+        trial.set_user_attr("epochs", float(np.mean(epochs)))
+        trial.set_user_attr("stop_reasons", stops)
+        trial.set_user_attr("epochs_run", runs)
+        if len(scores) < len(self.folds):
+            raise optuna.TrialPruned("ran out of time before every fold was trained")
+        return float(np.mean(scores))
+
+
+def _reporter(trial: optuna.Trial, curves: dict[str, list[float]]):
+    """Per-epoch callback: record the curve, report the score, let the pruner decide."""
+    def on_epoch_end(epoch: int, logs: dict[str, float]) -> None:
+        for key, value in logs.items():
+            curves.setdefault(key, []).append(value)
+        trial.report(logs["val_score"], epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+    return on_epoch_end
+
+
+def _record(trial: optuna.Trial, curves: dict, started: float, n_params: int) -> None:
+    trial.set_user_attr("curves", curves)
+    trial.set_user_attr("train_seconds", round(time.monotonic() - started, 4))
+    trial.set_user_attr("n_params", int(n_params))

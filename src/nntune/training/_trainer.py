@@ -1,0 +1,180 @@
+"""The training loop: in-memory tensors sliced by a shuffled index, one callback per epoch.
+
+Written for speed on data that fits in memory: no DataLoader, no per-sample Python, no host
+sync per step. The loop knows nothing about the search; `on_epoch_end` may raise to stop it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import TrialFailed
+from ._heads import Head
+from ._metrics import Metric
+from ._recipe import DEFAULTS, Schedule, make_optimizer
+
+EVAL_CHUNK = 16384
+# Below this many bytes the whole training set is permuted once per epoch and sliced into
+# contiguous views; above it, each batch gathers its rows so no second copy is made.
+PERMUTE_WHOLE_BYTES = 64 * 2**20
+
+
+class TrainingDiverged(TrialFailed):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class FitResult:
+    history: dict[str, list[float]] = field(default_factory=lambda: {
+        "train_loss": [], "val_loss": [], "val_score": []})
+    best_epoch: int = 0
+    best_score: float = float("nan")
+    epochs_run: int = 0
+    stop_reason: str = "max_epochs"
+    seconds: float = 0.0
+
+
+EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+def fit(
+    model: nn.Module,
+    head: Head,
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    recipe: dict,
+    *,
+    X_val: np.ndarray | None = None,
+    y_val: np.ndarray | None = None,
+    metric: Metric | None = None,
+    epochs: int | None = None,
+    on_epoch_end: EpochCallback | None = None,
+    deadline: float | None = None,
+    device: torch.device | None = None,
+    seed: int = 0,
+) -> FitResult:
+    """Train `model` in place and return its per-epoch history.
+
+    With validation data the loop scores `metric` each epoch, stops early after `patience`
+    epochs without improvement, and restores the best weights. Without it, it trains for exactly
+    `epochs` epochs (the final retrain). `deadline` (time.monotonic) ends training early, with
+    stop_reason 'time'.
+    """
+    recipe = {**DEFAULTS, **recipe}
+    device = device or torch.device("cpu")
+    model.to(device)
+    validate = X_val is not None and metric is not None
+    epochs = int(epochs or recipe["max_epochs"])
+    X = torch.from_numpy(X_train).to(device)
+    Y = head.targets(y_train, device)
+    Xv = torch.from_numpy(X_val).to(device) if validate else None
+    Yv = head.targets(y_val, device) if validate else None
+    n = len(X)
+    batch_size = max(1, min(int(recipe["batch_size"]), n))
+    steps_per_epoch = math.ceil(n / batch_size)
+    # A final batch of one row breaks batch norm and adds noise: drop it.
+    if n % batch_size == 1 and n > 1:
+        steps_per_epoch -= 1
+
+    loss_fn = head.loss_fn(device)
+    optimizer = make_optimizer(model.parameters(), recipe)
+    schedule = Schedule(optimizer, recipe, epochs, steps_per_epoch)
+    penalised = [p for p in model.parameters() if p.dim() > 1]
+    l1, l2 = float(recipe["l1"]), float(recipe["l2"])
+    clip_norm, clip_value = recipe["clip_norm"], recipe["clip_value"]
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    whole = X.element_size() * X.numel() <= PERMUTE_WHOLE_BYTES
+
+    result = FitResult()
+    best_state: dict[str, torch.Tensor] | None = None
+    bad_epochs, patience = 0, int(recipe["patience"])
+    min_delta = float(recipe["min_delta"])
+    started = time.monotonic()
+    for epoch in range(1, epochs + 1):
+        model.train()
+        perm = torch.randperm(n, generator=generator).to(device)
+        Xs, Ys = (X[perm], Y[perm]) if whole else (X, Y)
+        total = torch.zeros((), device=device)
+        for step in range(steps_per_epoch):
+            lo = step * batch_size
+            if whole:
+                xb, yb = Xs[lo:lo + batch_size], Ys[lo:lo + batch_size]
+            else:
+                idx = perm[lo:lo + batch_size]
+                xb, yb = X[idx], Y[idx]
+            loss = loss_fn(model(xb), yb)
+            if l1:
+                loss = loss + l1 * sum(p.abs().sum() for p in penalised)
+            if l2:
+                loss = loss + l2 * sum(p.pow(2).sum() for p in penalised)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if clip_norm:
+                nn.utils.clip_grad_norm_(model.parameters(), float(clip_norm))
+            if clip_value:
+                nn.utils.clip_grad_value_(model.parameters(), float(clip_value))
+            optimizer.step()
+            schedule.step_batch()
+            total += loss.detach()
+            if deadline is not None and time.monotonic() > deadline:
+                break
+        del Xs, Ys
+        train_loss = float(total) / max(1, steps_per_epoch)
+        if not math.isfinite(train_loss):
+            raise TrainingDiverged(f"training loss became {train_loss} in epoch {epoch}")
+        result.epochs_run = epoch
+        result.history["train_loss"].append(train_loss)
+        logs = {"train_loss": train_loss}
+        monitored = train_loss
+        if validate:
+            outputs = predict_outputs(model, Xv)
+            val_loss = float(loss_fn(outputs, Yv))
+            score = metric(y_val, head.scores(outputs))
+            if not math.isfinite(score):
+                raise TrainingDiverged(f"validation {metric.name} became {score} in epoch {epoch}")
+            result.history["val_loss"].append(val_loss)
+            result.history["val_score"].append(score)
+            logs.update(val_loss=val_loss, val_score=score)
+            monitored = val_loss
+            # A discrete metric (accuracy on a small validation set) ties often, and the later
+            # of two tied epochs has the lower training loss and generalises better more often
+            # than not, so a tie moves the best epoch forward instead of ending training.
+            if result.best_epoch == 0 or metric.better(score, result.best_score, min_delta) \
+                    or score == result.best_score:
+                result.best_epoch, result.best_score, bad_epochs = epoch, score, 0
+                if recipe["restore_best"]:
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                bad_epochs += 1
+        else:
+            result.best_epoch = epoch
+        schedule.step_epoch(monitored)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, logs)
+        if validate and bad_epochs >= patience:
+            result.stop_reason = "early_stopping"
+            break
+        if deadline is not None and time.monotonic() > deadline:
+            result.stop_reason = "time"
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    result.seconds = time.monotonic() - started
+    model.eval()
+    return result
+
+
+@torch.no_grad()
+def predict_outputs(model: nn.Module, X: torch.Tensor) -> torch.Tensor:
+    """Raw outputs for `X` in eval mode, in chunks so large tables do not spike memory."""
+    model.eval()
+    if len(X) <= EVAL_CHUNK:
+        return model(X)
+    return torch.cat([model(X[i:i + EVAL_CHUNK]) for i in range(0, len(X), EVAL_CHUNK)])
