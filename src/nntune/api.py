@@ -20,19 +20,21 @@ import pandas as pd
 from torch import nn
 
 from . import __version__
-from ._atomic import write_json
+from ._atomic import write_bytes, write_json, write_text
 from .config import RunConfig, build_config, load_config, merge
-from .data import encode_split, load_tabular, make_folds, split_train_test
+from .data import encode_split, load_tabular, make_folds, read_table, split_train_test
 from .errors import ConfigError, NntuneError, check_choice, did_you_mean
 from .execution import Budget, pick_device, set_threads
 from .models import ModelMeta, get_family
 from .models import mlp as mlp_family
-from .predictor import Predictor
+from .predictor import Predictor, load
+from .reports import read_run
 from .search import (
     HyperParameters,
     Objective,
     TrialCallback,
     count_states,
+    finished_trials,
     get_storage,
     make_module,
     make_pruner,
@@ -41,6 +43,7 @@ from .search import (
     resolve_space,
     run_trials,
     storage_url,
+    trial_records,
 )
 from .training import (
     LOSSES,
@@ -90,6 +93,7 @@ class TuneResult:
     run_dir: Path
     n_trials: dict[str, int]
     seconds: float
+    storage: str = ""
     data: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -98,6 +102,7 @@ class TuneResult:
             "best_value": self.best_value, "best_std": self.best_std, "metric": self.metric,
             "direction": self.direction, "test_scores": self.test_scores,
             "model_dir": str(self.model_dir), "run_dir": str(self.run_dir),
+            "storage": self.storage,
             "n_trials": self.n_trials, "seconds": round(self.seconds, 2), "data": self.data,
             "nntune_version": __version__,
         }
@@ -149,6 +154,7 @@ def tune(
     config: str | Path | RunConfig | Mapping[str, Any] | None = None,
     build_model: BuildModel | None = None,
     callbacks: Sequence[TrialCallback] = (),
+    on_start: Callable[[dict[str, Any]], None] | None = None,
     **options: Any,
 ) -> TuneResult:
     """Tune a network on a table and return the best trained model with its test scores.
@@ -159,6 +165,9 @@ def tune(
 
     >>> result = nntune.tune(df, target="churned", trials=60, cv=5, strategy="tpe")
     >>> result.best_params, result.test_scores, result.model.predict(new_df)
+
+    `callbacks` are called after every trial as `fn(study, frozen_trial)`; `on_start(plan)`
+    once the input is checked and the search begins.
 
     `build_model(hp)` replaces the model family with your own network: ask `hp.int`,
     `hp.float`, `hp.choice` for what to tune; `hp.input_dim` and `hp.output_dim` give shapes.
@@ -205,6 +214,9 @@ def tune(
                           build_model or cfg.model.family, device, cfg.seed,
                           trial_deadline=budget.trial_deadline)
     n_fold_rows = len(folds[0].y_train)
+    if on_start is not None:
+        on_start({"trials": n_trials, "timeout": cfg.search.timeout, "metric": metric.name,
+                  "study": name, "run_dir": str(run_dir), "done": finished_trials(study)})
 
     def plan_final(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         best = _best_trial(study)
@@ -243,7 +255,7 @@ def tune(
         study=study, best_params=dict(best.params), best_value=float(best.value),
         best_std=float(best.user_attrs.get("score_std", 0.0)), metric=metric.name,
         direction=metric.direction, test_scores=test_scores, model=model, model_dir=model_dir,
-        run_dir=run_dir, n_trials=count_states(study), seconds=budget.elapsed(),
+        run_dir=run_dir, n_trials=count_states(study), seconds=budget.elapsed(), storage=url,
         data=table.describe())
     write_json(run_dir / "result.json", result.to_json())
     return result
@@ -334,3 +346,35 @@ def _study_name(name: str) -> str:
 
 def _states_text(states: dict[str, int]) -> str:
     return ", ".join(f"{n} {s}" for s, n in states.items()) or "no trials ran"
+
+
+def show(run_dir: str | Path) -> dict[str, Any]:
+    """A finished run: its result.json plus every trial of its study as plain dicts."""
+    result = read_run(run_dir)
+    return {"result": result, "trials": trial_records(result["storage"], result["study"])}
+
+
+def predict(model_dir: str | Path, data: str | Path | pd.DataFrame, out: str | Path | None = None,
+            proba: bool = False) -> pd.DataFrame:
+    """Predictions of a saved model for a table: a `prediction` column, or one probability
+    column per class with `proba`. Written atomically to `out` (CSV or Parquet) when given."""
+    model = load(model_dir)
+    frame = read_table(data) if isinstance(data, str | Path) else data
+    if proba:
+        table = pd.DataFrame(model.predict_proba(frame),
+                             columns=[f"proba_{c}" for c in model.classes_], index=frame.index)
+    else:
+        table = pd.DataFrame({"prediction": model.predict(frame)}, index=frame.index)
+    if out is not None:
+        write_table(Path(out), table)
+    return table
+
+
+def write_table(path: Path, table: pd.DataFrame) -> None:
+    if path.suffix.lower() in (".parquet", ".pq"):
+        import io
+        buffer = io.BytesIO()
+        table.to_parquet(buffer, index=False)
+        write_bytes(path, buffer.getvalue())
+    else:
+        write_text(path, table.to_csv(index=False))

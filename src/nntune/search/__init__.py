@@ -6,11 +6,11 @@ from ._pruners import PRUNERS, make_pruner
 from ._run import TrialCallback, run_trials
 from ._space import Space, grid_space, parse_space, resolve_space, suggest
 from ._strategies import STRATEGIES, make_sampler
-from ._study import count_states, finished_trials, get_storage, open_study, storage_url, study_exists
+from ._study import count_states, finished_trials, get_storage, open_study, storage_url, study_exists, trial_records
 
 __all__ = [
     "PRUNERS", "STRATEGIES", "HyperParameters", "ModelSource", "Objective", "Space",
     "TrialCallback", "count_states", "finished_trials", "get_storage", "grid_space",
     "make_module", "make_pruner", "make_sampler", "open_study", "parse_space", "resolve_space",
-    "run_trials", "storage_url", "study_exists", "suggest",
+    "run_trials", "storage_url", "study_exists", "suggest", "trial_records",
 ]

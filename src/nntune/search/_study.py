@@ -73,3 +73,10 @@ def count_states(study: optuna.Study) -> dict[str, int]:
 
 def finished_trials(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def trial_records(storage: str, study_name: str) -> list[dict]:
+    """The study's trials as plain dicts (number, state, value, params, user attributes)."""
+    study = optuna.load_study(study_name=study_name, storage=get_storage(storage))
+    return [{"number": t.number, "state": t.state.name.lower(), "value": t.value,
+             "params": t.params, **t.user_attrs} for t in study.get_trials(deepcopy=False)]

@@ -1,0 +1,146 @@
+"""The `nntune` command: thin commands that parse options, call one API function, print."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from .. import api
+from .._atomic import write_json
+from ..config import parse_duration
+from ..errors import NntuneError
+from ..reports import run_report, summary_table
+from ._progress import TrialProgress
+
+app = typer.Typer(
+    name="nntune", no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
+    help="Tune neural networks end to end: architecture and training recipe, searched with "
+         "Optuna, scored by validation or k-fold CV, saved as a model you can predict with.",
+)
+out = Console()
+err = Console(stderr=True)
+
+Opt = Optional  # typer reads Optional[...] for options without a default
+
+
+@app.command()
+def tune(
+    config: Annotated[Opt[Path], typer.Argument(help="YAML config; options below override its keys")] = None,
+    data: Annotated[Opt[Path], typer.Option(help="CSV, TSV or Parquet file")] = None,
+    dataset: Annotated[Opt[str], typer.Option(help="built-in: digits, breast_cancer, wine, iris, diabetes")] = None,
+    target: Annotated[Opt[str], typer.Option(help="column to predict")] = None,
+    task: Annotated[Opt[str], typer.Option(help="auto, binary, multiclass, regression")] = None,
+    family: Annotated[Opt[str], typer.Option(help="model family (mlp)")] = None,
+    strategy: Annotated[Opt[str], typer.Option(help="grid, random, qmc, tpe, gp, cmaes")] = None,
+    pruner: Annotated[Opt[str], typer.Option(help="none, median, percentile, successive_halving, hyperband")] = None,
+    trials: Annotated[Opt[int], typer.Option(help="number of trials (earlier trials of a resumed study count)")] = None,
+    timeout: Annotated[Opt[str], typer.Option(help="limit for the whole command: 90s, 10m, 1h")] = None,
+    cv: Annotated[Opt[int], typer.Option(help="k-fold cross-validation (default: one validation split)")] = None,
+    metric: Annotated[Opt[str], typer.Option(help="accuracy, balanced_accuracy, f1, roc_auc, log_loss, r2, rmse, mae")] = None,
+    max_epochs: Annotated[Opt[int], typer.Option(help="epochs per trial before early stopping")] = None,
+    patience: Annotated[Opt[int], typer.Option(help="early-stopping patience in epochs")] = None,
+    test_size: Annotated[Opt[float], typer.Option(help="share held out for the final test")] = None,
+    study: Annotated[Opt[str], typer.Option(help="study name (default: the data's name)")] = None,
+    storage: Annotated[Opt[str], typer.Option(help="SQLAlchemy URL (default: sqlite in the run dir)")] = None,
+    out_dir: Annotated[Opt[Path], typer.Option("--out", help="run directory (default: runs/<study>)")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue the study (or start it)")] = False,
+    seed: Annotated[Opt[int], typer.Option(help="seed for splits, sampler and weights")] = None,
+    threads: Annotated[Opt[int], typer.Option(help="torch threads (default: available cores)")] = None,
+    device: Annotated[Opt[str], typer.Option(help="auto, cpu, cuda, mps")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as one JSON object")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="print nothing but errors")] = False,
+) -> None:
+    """Tune a network on a table, retrain the best on all training rows, test it, save it."""
+    cfg = api.make_config(
+        config, data=str(data) if data else None, dataset=dataset, target=target, task=task,
+        family=family, strategy=strategy, pruner=pruner, trials=trials,
+        timeout=parse_duration(timeout) if timeout is not None else None, cv=cv, metric=metric,
+        max_epochs=max_epochs, patience=patience, test_size=test_size, study=study,
+        storage=storage, out=str(out_dir) if out_dir else None, resume=resume or None,
+        seed=seed, threads=threads, device=device,
+    )
+    if quiet or as_json:
+        result = api.tune(config=cfg)
+    else:
+        with TrialProgress(err) as progress:
+            result = api.tune(config=cfg, callbacks=[progress.callback], on_start=progress.start)
+    if as_json:
+        print(json.dumps(result.to_json()))
+    elif not quiet:
+        out.print(summary_table(result.to_json()))
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Argument(help="model directory written by nntune tune")],
+    data: Annotated[Path, typer.Option(help="CSV, TSV or Parquet file with the training columns")],
+    out_file: Annotated[Opt[Path], typer.Option("--out", help="CSV or Parquet file (default: stdout)")] = None,
+    proba: Annotated[bool, typer.Option("--proba", help="class probabilities instead of labels")] = False,
+) -> None:
+    """Predict with a saved model."""
+    table = api.predict(model, data, out=out_file, proba=proba)
+    if out_file is None:
+        sys.stdout.write(table.to_csv(index=False))
+
+
+@app.command()
+def show(
+    run: Annotated[Path, typer.Argument(help="run directory (holds result.json)")],
+    as_json: Annotated[bool, typer.Option("--json", help="print result and trials as JSON")] = False,
+) -> None:
+    """Show a finished run: the summary, the best configuration and the top-10 trials."""
+    shown = api.show(run)
+    if as_json:
+        print(json.dumps(shown, default=str))
+    else:
+        out.print(run_report(shown["result"], shown["trials"]))
+
+
+@app.command()
+def schema(
+    output: Annotated[Opt[Path], typer.Option("--out", "-o", help="write to a file instead of stdout")] = None,
+) -> None:
+    """Print the JSON Schema of the config file, for editors that validate and complete YAML."""
+    from .. import schema as config_schema
+
+    if output is None:
+        print(json.dumps(config_schema(), indent=2))
+    else:
+        write_json(output, config_schema())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: runs the app; nntune's own errors become one line and exit code 2."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    if debug:
+        args.remove("--debug")
+    try:
+        app(args=args, prog_name="nntune", standalone_mode=False)
+    except NntuneError as exc:
+        if debug:
+            raise
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        sys.exit(2)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err.print("interrupted; finished trials are saved in the study (resume with --resume)")
+        sys.exit(130)
+    except Exception as exc:  # usage errors from the option parser, and anything unexpected
+        if hasattr(exc, "exit_code") and hasattr(exc, "show"):  # the parser's usage errors
+            exc.show()
+            sys.exit(exc.exit_code)
+        if type(exc).__name__ == "Exit":
+            sys.exit(getattr(exc, "exit_code", 0))
+        if debug:
+            raise
+        err.print(f"[bold red]error:[/] {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+                  highlight=False, soft_wrap=True)
+        sys.exit(1)

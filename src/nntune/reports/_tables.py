@@ -1,0 +1,77 @@
+"""Read-only summaries of a run: the best trial, the top trials and the test scores."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+
+from ..errors import ConfigError
+
+
+def read_run(run_dir: str | Path) -> dict[str, Any]:
+    """The run's result.json, with a clear error when `run_dir` is not a finished run."""
+    run_dir = Path(run_dir)
+    result_file = run_dir / "result.json"
+    if not result_file.exists():
+        raise ConfigError(f"'{run_dir}' is not an nntune run directory (no result.json in it)")
+    return json.loads(result_file.read_text())
+
+
+def top_trials(trials: list[dict[str, Any]], direction: str, n: int = 10) -> list[dict[str, Any]]:
+    done = [t for t in trials if t["state"] == "complete" and t["value"] is not None]
+    return sorted(done, key=lambda t: t["value"], reverse=direction == "maximize")[:n]
+
+
+def summary_table(result: dict[str, Any]) -> Table:
+    table = Table(title=f"study {result['study']}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    std = result.get("best_std") or 0.0
+    table.add_row(f"best validation {result['metric']}", f"{result['best_value']:.4f} ± {std:.4f}")
+    for name, value in result["test_scores"].items():
+        table.add_row(f"test {name}", f"{value:.4f}")
+    table.add_row("trials", ", ".join(f"{n} {s}" for s, n in result["n_trials"].items()))
+    table.add_row("time", f"{result['seconds']:.1f} s")
+    table.add_row("model", result["model_dir"])
+    return table
+
+
+def params_table(params: dict[str, Any], title: str = "best configuration") -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("parameter")
+    table.add_column("value")
+    for name, value in params.items():
+        table.add_row(name, _fmt(value))
+    return table
+
+
+def trials_table(trials: list[dict[str, Any]], metric: str) -> Table:
+    table = Table(title="top trials", title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column(metric, justify="right")
+    table.add_column("±", justify="right")
+    table.add_column("epochs", justify="right")
+    table.add_column("s", justify="right")
+    table.add_column("parameters", overflow="fold")
+    for t in trials:
+        params = ", ".join(f"{k}={_fmt(v)}" for k, v in t["params"].items())
+        table.add_row(str(t["number"]), f"{t['value']:.4f}", _fmt(t.get("score_std")),
+                      _fmt(t.get("epochs")), _fmt(t.get("train_seconds")), params)
+    return table
+
+
+def run_report(result: dict[str, Any], trials: list[dict[str, Any]]) -> Group:
+    """Everything `nntune show` prints."""
+    top = top_trials(trials, result["direction"])
+    return Group(summary_table(result), params_table(result["best_params"]),
+                 trials_table(top, result["metric"]))
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
