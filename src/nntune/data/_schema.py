@@ -110,6 +110,6 @@ def conform(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
             )
             out[f"{column.name}__year"] = stamps.dt.year.astype("float64")
             out[f"{column.name}__month"] = stamps.dt.month.astype("float64")
-            out[f"{column.name}__dayofweek"] = stamps.dt.dayofweek.astype("float64")
+            out[f"{column.name}__dayofweek"] = stamps.dt.day_of_week.astype("float64")
             out[f"{column.name}__hour"] = stamps.dt.hour.astype("float64")
     return pd.DataFrame(out, index=frame.index)

@@ -1,0 +1,49 @@
+"""Shared fixtures: small tables made on the spot, and a way to run the CLI in process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture
+def churn_frame() -> pd.DataFrame:
+    """A 300-row binary table with numeric, categorical and missing values; learnable."""
+    rng = np.random.default_rng(0)
+    n = 300
+    tenure = rng.integers(1, 72, n).astype(float)
+    charges = rng.normal(70, 20, n)
+    plan = rng.choice(["basic", "plus", "pro"], n)
+    risk = -0.05 * tenure + 0.03 * charges + (plan == "basic") * 1.0
+    churned = np.where(risk + rng.normal(0, 0.5, n) > np.median(risk), "yes", "no")
+    tenure[rng.choice(n, 15, replace=False)] = np.nan
+    return pd.DataFrame({"tenure": tenure, "charges": charges, "plan": plan, "churned": churned})
+
+
+@pytest.fixture
+def churn_csv(tmp_path: Path, churn_frame: pd.DataFrame) -> Path:
+    path = tmp_path / "churn.csv"
+    churn_frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run `nntune ARGS...` in process; returns (exit code, stdout, stderr)."""
+    from nntune.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run

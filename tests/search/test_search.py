@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from nntune.config import ParamSpec
+from nntune.errors import ConfigError
+from nntune.search import (
+    PRUNERS,
+    STRATEGIES,
+    make_pruner,
+    make_sampler,
+    resolve_space,
+    suggest,
+)
+
+SPACE_ENTRIES = {
+    "n_layers": {"type": "int", "low": 0, "high": 3},
+    "units": {"type": "int", "low": 8, "high": 64, "log": True, "per_layer": True},
+    "optimizer": {"type": "categorical", "choices": ["adam", "sgd"]},
+    "lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
+    "momentum": {"type": "float", "low": 0.5, "high": 0.99, "when": {"optimizer": "sgd"}},
+}
+
+
+def run(strategy, n=12, entries=SPACE_ENTRIES):
+    space, fixed = resolve_space({}, entries)
+    study = optuna.create_study(sampler=make_sampler(strategy, 0, space, fixed))
+    seen = []
+
+    def objective(trial):
+        params = suggest(trial, space, fixed)
+        seen.append(params)
+        return params["lr"] + 0.01 * params.get("n_layers", 0)
+
+    study.optimize(objective, n_trials=n)
+    return seen
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_strategy_contract(strategy):
+    """Every strategy samples only inside the space and honours conditions and per-layer units."""
+    for params in run(strategy):
+        assert 0 <= params["n_layers"] <= 3
+        assert 1e-4 <= params["lr"] <= 1e-1
+        assert ("momentum" in params) == (params["optimizer"] == "sgd")
+        units = [k for k in params if k.startswith("units_")]
+        assert len(units) == params["n_layers"]
+        assert all(8 <= params[k] <= 64 for k in units)
+
+
+def test_grid_walks_the_grid_without_repeats():
+    entries = {"optimizer": {"type": "categorical", "choices": ["adam", "sgd"]},
+               "lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}}
+    seen = run("grid", n=6, entries=entries)
+    combos = {(p["optimizer"], round(p["lr"], 6)) for p in seen}
+    assert combos == {(o, lr) for o in ("adam", "sgd") for lr in (0.001, 0.01, 0.1)}
+
+
+def test_user_space_extends_replaces_and_fixes():
+    defaults = {"lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
+                "dropout": {"type": "float", "low": 0.0, "high": 0.5}}
+    space, fixed = resolve_space(defaults, {"lr": 0.003, "units": {"type": "int", "low": 4, "high": 8}})
+    assert set(space) == {"dropout", "units"} and fixed == {"lr": 0.003}
+    space, fixed = resolve_space(defaults, {"units": {"type": "int", "low": 4, "high": 8}}, "replace")
+    assert set(space) == {"units"} and not fixed
+
+
+def test_condition_on_unknown_parameter_is_refused():
+    with pytest.raises(ConfigError, match="'momentum' has when: \\{optimiser: ...\\}, but 'optimiser'"):
+        resolve_space({}, {"momentum": {"type": "float", "low": 0.5, "high": 0.9,
+                                        "when": {"optimiser": "sgd"}}})
+
+
+def test_unknown_names_are_refused_with_a_hint():
+    with pytest.raises(ConfigError, match="strategy must be one of .*got 'tpee'.*did you mean 'tpe'"):
+        make_sampler("tpee", 0, {})
+    with pytest.raises(ConfigError, match="pruner must be one of .*did you mean 'hyperband'"):
+        make_pruner("hyperbnd", 10)
+
+
+def test_samplers_and_pruners_accept_instances():
+    sampler = optuna.samplers.RandomSampler()
+    assert make_sampler(sampler, 0, {}) is sampler
+    assert isinstance(make_pruner("hyperband", 50), optuna.pruners.HyperbandPruner)
+    assert set(PRUNERS) == {"none", "median", "percentile", "successive_halving", "hyperband"}
+
+
+def test_median_pruner_stops_a_bad_curve():
+    study = optuna.create_study(direction="maximize", pruner=make_pruner("median", 20))
+    for good in range(6):
+        trial = study.ask()
+        for epoch in range(1, 11):
+            trial.report(0.9, epoch)
+        study.tell(trial, 0.9)
+    trial = study.ask()
+    pruned_at = None
+    for epoch in range(1, 11):
+        trial.report(0.1, epoch)
+        if trial.should_prune():
+            pruned_at = epoch
+            break
+    assert pruned_at == 3  # the first warm-up epochs are never pruned
+
+
+def test_param_spec_matches_lists():
+    spec = ParamSpec(type="float", low=0, high=1, when={"optimizer": ["sgd", "rmsprop"]})
+    assert spec.matches({"optimizer": "rmsprop"}) and not spec.matches({"optimizer": "adam"})

@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nntune.models import ModelMeta, build_model
+from nntune.training import (
+    OPTIMIZERS,
+    SCHEDULES,
+    TrainingDiverged,
+    fit,
+    get_metric,
+    make_head,
+    pick_device,
+    predict_outputs,
+    score_all,
+)
+
+
+def blobs(n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 4)).astype(np.float32)
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(np.int64)
+    return X[: n // 2], y[: n // 2], X[n // 2:], y[n // 2:]
+
+
+def train(recipe, task="binary", **kwargs):
+    X, y, Xv, yv = blobs()
+    head = make_head(task, y, 2, recipe)
+    torch.manual_seed(0)
+    model = build_model("mlp", {"n_layers": 1, "units": 16}, ModelMeta(4, head.output_dim, task))
+    result = fit(model, head, X, y, {"max_epochs": 30, **recipe}, X_val=Xv, y_val=yv,
+                 metric=get_metric("accuracy", task), **kwargs)
+    return model, head, result
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_every_optimizer_learns(optimizer):
+    lr = 0.05 if optimizer in ("sgd", "adagrad") else 0.01
+    _, _, result = train({"optimizer": optimizer, "lr": lr})
+    assert result.best_score >= 0.9
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_every_schedule_learns(schedule):
+    _, _, result = train({"schedule": schedule, "lr": 0.01, "warmup_epochs": 2})
+    assert result.best_score >= 0.9
+
+
+def test_cosine_schedule_lowers_the_rate():
+    from nntune.training import Schedule, make_optimizer
+
+    model = torch.nn.Linear(2, 1)
+    recipe = {"optimizer": "adam", "lr": 0.1, "weight_decay": 0.0, "schedule": "cosine",
+              "warmup_epochs": 0, "patience": 10}
+    opt = make_optimizer(model.parameters(), recipe)
+    schedule = Schedule(opt, recipe, epochs=10, steps_per_epoch=5)
+    for _ in range(5):
+        schedule.step_epoch(0.0)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.05, rel=1e-6)
+
+
+def test_warmup_starts_low_and_reaches_the_rate():
+    from nntune.training import Schedule, make_optimizer
+
+    model = torch.nn.Linear(2, 1)
+    recipe = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.0, "nesterov": False,
+              "weight_decay": 0.0, "schedule": "constant", "warmup_epochs": 3, "patience": 10}
+    opt = make_optimizer(model.parameters(), recipe)
+    schedule = Schedule(opt, recipe, epochs=10, steps_per_epoch=5)
+    rates = [opt.param_groups[0]["lr"]]
+    for _ in range(4):
+        schedule.step_epoch(0.0)
+        rates.append(opt.param_groups[0]["lr"])
+    assert rates[0] == pytest.approx(0.025) and rates[-1] == pytest.approx(0.1)
+    assert rates == sorted(rates)
+
+
+def test_early_stopping_restores_the_best_epoch():
+    model, head, result = train({"lr": 0.05, "patience": 3, "max_epochs": 200})
+    assert result.stop_reason == "early_stopping"
+    assert result.epochs_run == result.best_epoch + 3
+    _, _, Xv, yv = blobs()
+    restored = get_metric("accuracy", "binary")(yv, head.scores(predict_outputs(model, torch.from_numpy(Xv))))
+    assert restored == pytest.approx(result.best_score)
+
+
+def test_divergence_is_a_failed_trial():
+    with pytest.raises(TrainingDiverged, match="loss became nan"):
+        train({"optimizer": "sgd", "lr": 1e30, "momentum": 0.9})
+
+
+def test_same_seed_same_model():
+    a, _, ra = train({"dropout": 0.2}, seed=7)
+    b, _, rb = train({"dropout": 0.2}, seed=7)
+    assert ra.history == rb.history
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+
+
+def test_regularisers_shrink_weights():
+    norms = {}
+    for name, recipe in {"none": {}, "l1": {"l1": 1e-2}, "l2": {"l2": 1e-2}}.items():
+        model, _, _ = train({**recipe, "patience": 100, "max_epochs": 20})
+        norms[name] = sum(p.abs().sum().item() for p in model.parameters() if p.dim() > 1)
+    assert norms["l1"] < norms["none"] and norms["l2"] < norms["none"]
+
+
+def test_gradient_clipping_by_norm_and_value_still_learns():
+    assert train({"clip_norm": 0.5})[2].best_score >= 0.9
+    assert train({"clip_value": 0.01})[2].best_score >= 0.9
+
+
+def test_losses_for_each_task():
+    X, y, Xv, yv = blobs()
+    for loss in ("cross_entropy", "bce"):
+        _, _, result = train({"loss": loss, "label_smoothing": 0.1, "class_weight": "balanced"})
+        assert result.best_score >= 0.9
+    target = X[:, 0] * 3 + 1
+    for loss in ("mse", "mae", "huber"):
+        head = make_head("regression", target, 0, {"loss": loss})
+        model = build_model("mlp", {"n_layers": 1}, ModelMeta(4, 1, "regression"))
+        fit(model, head, X, target, {"loss": loss, "lr": 0.01}, epochs=40)
+        predicted = head.scores(predict_outputs(model, torch.from_numpy(Xv)))
+        assert score_all("regression", Xv[:, 0] * 3 + 1, predicted)["r2"] > 0.95
+
+
+def test_time_deadline_stops_training():
+    import time
+
+    _, _, result = train({"max_epochs": 10_000, "patience": 10_000}, deadline=time.monotonic() + 0.5)
+    assert result.stop_reason == "time" and result.epochs_run < 10_000
+
+
+def test_device_is_cpu_here():
+    assert pick_device().type in ("cpu", "cuda", "mps")
+    assert pick_device("cpu").type == "cpu"
