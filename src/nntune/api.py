@@ -45,6 +45,7 @@ from .search import (
     storage_url,
     trial_records,
 )
+from .training import DEFAULTS as RECIPE_DEFAULTS
 from .training import (
     LOSSES,
     OPTIMIZERS,
@@ -56,7 +57,6 @@ from .training import (
     predict_outputs,
     score_all,
 )
-from .training import DEFAULTS as RECIPE_DEFAULTS
 from .training import SPACE as RECIPE_SPACE
 
 BuildModel = Callable[[HyperParameters], nn.Module]
@@ -118,6 +118,7 @@ def make_config(config: str | Path | RunConfig | Mapping[str, Any] | None = None
                 **options: Any) -> RunConfig:
     """Build a RunConfig from a YAML path, dict or RunConfig plus option overrides
     (flat names as on the CLI: target, trials, strategy, ...). None means 'not given'."""
+    options = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
     overrides = {
         "data": {"path": options.get("data"), "dataset": options.get("dataset"),
                  "target": options.get("target"), "task": options.get("task"),

@@ -88,7 +88,7 @@ def test_samplers_and_pruners_accept_instances():
 
 def test_median_pruner_stops_a_bad_curve():
     study = optuna.create_study(direction="maximize", pruner=make_pruner("median", 20))
-    for good in range(6):
+    for _ in range(6):
         trial = study.ask()
         for epoch in range(1, 11):
             trial.report(0.9, epoch)

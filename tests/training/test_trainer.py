@@ -95,7 +95,7 @@ def test_same_seed_same_model():
     a, _, ra = train({"dropout": 0.2}, seed=7)
     b, _, rb = train({"dropout": 0.2}, seed=7)
     assert ra.history == rb.history
-    for pa, pb in zip(a.parameters(), b.parameters()):
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
         assert torch.equal(pa, pb)
 
 

@@ -58,7 +58,7 @@ class Block(nn.Module):
 class MLP(nn.Module):
     def __init__(self, widths: list[int], output_dim: int, params: Mapping[str, Any]) -> None:
         super().__init__()
-        self.blocks = nn.Sequential(*(Block(a, b, params) for a, b in zip(widths, widths[1:])))
+        self.blocks = nn.Sequential(*(Block(a, b, params) for a, b in zip(widths, widths[1:], strict=False)))
         self.head = nn.Linear(widths[-1], output_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

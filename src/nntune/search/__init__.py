@@ -6,7 +6,15 @@ from ._pruners import PRUNERS, make_pruner
 from ._run import TrialCallback, run_trials
 from ._space import Space, grid_space, parse_space, resolve_space, suggest
 from ._strategies import STRATEGIES, make_sampler
-from ._study import count_states, finished_trials, get_storage, open_study, storage_url, study_exists, trial_records
+from ._study import (
+    count_states,
+    finished_trials,
+    get_storage,
+    open_study,
+    storage_url,
+    study_exists,
+    trial_records,
+)
 
 __all__ = [
     "PRUNERS", "STRATEGIES", "HyperParameters", "ModelSource", "Objective", "Space",
