@@ -136,3 +136,12 @@ def test_time_deadline_stops_training():
 def test_device_is_cpu_here():
     assert pick_device().type in ("cpu", "cuda", "mps")
     assert pick_device("cpu").type == "cpu"
+
+
+def test_thread_count_is_set_deliberately():
+    from nntune.training import available_cores, set_threads
+
+    assert set_threads(1) == 1 and torch.get_num_threads() == 1
+    chosen = set_threads(None)
+    assert 1 <= chosen <= available_cores() and torch.get_num_threads() == chosen
+    assert set_threads(None, workers=available_cores() * 4) == 1

@@ -91,9 +91,15 @@ class Objective:
         trial.set_user_attr("epochs", float(np.mean(epochs)))
         trial.set_user_attr("stop_reasons", stops)
         trial.set_user_attr("epochs_run", runs)
-        if len(scores) < len(self.folds):
+        if len(scores) < len(self.folds) and _has_complete(trial):
+            # Cut short by the time budget: not comparable with fully evaluated trials. When it
+            # is the only one, its folds still give the run a model within the budget.
             raise optuna.TrialPruned("ran out of time before every fold was trained")
         return float(np.mean(scores))
+
+
+def _has_complete(trial: optuna.Trial) -> bool:
+    return bool(trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
 
 
 def _reporter(trial: optuna.Trial, curves: dict[str, list[float]]):
