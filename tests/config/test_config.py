@@ -111,3 +111,12 @@ def test_categorical_specs_need_choices(choices):
     else:
         with pytest.raises(ValueError, match="non-empty"):
             ParamSpec.model_validate(raw)
+
+
+def test_data_path_relative_to_the_config_file(tmp_path, monkeypatch):
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "churn.csv").write_text("a,y\n1,0\n")
+    (folder / "c.yaml").write_text("data: {path: churn.csv, target: y}\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_config(folder / "c.yaml").data.path == str(folder / "churn.csv")

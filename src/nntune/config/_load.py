@@ -57,6 +57,12 @@ def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any
 def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> RunConfig:
     """Read the optional YAML file, apply overrides, validate."""
     raw = read_yaml(path) if path is not None else {}
+    data = raw.get("data")
+    if path is not None and isinstance(data, dict) and isinstance(data.get("path"), str):
+        # A data path that is not there from here is read relative to the config file.
+        beside = Path(path).parent / data["path"]
+        if not Path(data["path"]).is_absolute() and not Path(data["path"]).exists() and beside.exists():
+            raw = {**raw, "data": {**data, "path": str(beside)}}
     return build_config(merge(raw, overrides or {}), str(path or "options"))
 
 
