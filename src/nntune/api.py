@@ -22,7 +22,7 @@ from torch import nn
 from . import __version__
 from ._atomic import write_bytes, write_json, write_text
 from .config import RunConfig, build_config, load_config, merge
-from .data import encode_split, load_tabular, make_folds, read_table, split_train_test
+from .data import encode_split, load_tabular, make_folds, read_table, split_train_test, transform
 from .errors import ConfigError, NntuneError, check_choice, did_you_mean
 from .execution import Budget, pick_device, set_threads
 from .models import ModelMeta, get_family
@@ -232,21 +232,26 @@ def tune(
         raise NntuneError(f"no trial completed ({_states_text(states)}); see the trials' "
                           "fail_reason, or give a longer --timeout")
 
+    del objective, folds  # the search's encoded folds are not needed for the final model
     params = {**fixed, **best.params}
     epochs = _final_epochs(best, len(train_rows), n_fold_rows, int(fixed["max_epochs"]))
-    final = encode_split(table, train_rows, test_rows)
+    final = encode_split(table, train_rows, None)
     head = make_head(table.task, final.y_train, len(table.classes), params)
-    meta = ModelMeta(final.n_features, head.output_dim, table.task)
+    n_features = final.n_features
+    meta = ModelMeta(n_features, head.output_dim, table.task)
     import torch
     torch.manual_seed(cfg.seed)
     module, params = make_module(build_model or cfg.model.family, params, meta)
     fit(module, head, final.X_train, final.y_train, params, epochs=epochs, device=device,
         seed=cfg.seed, deadline=budget.deadline)
-    test_scores = score_all(table.task, final.y_eval,
-                            head.scores(predict_outputs(module, torch.from_numpy(final.X_eval).to(device))))
+    final.X_train = None  # free the training matrix before the test rows are encoded
+    X_test = transform(final.preprocessor, table.features, test_rows)
+    test_scores = score_all(table.task, table.y[test_rows],
+                            head.scores(predict_outputs(module, torch.from_numpy(X_test).to(device))))
+    del X_test
 
     info = {"family": "custom" if build_model else cfg.model.family, "params": params,
-            "input_dim": final.n_features, "task": table.task, "target": table.target,
+            "input_dim": n_features, "task": table.task, "target": table.target,
             "classes": table.classes, "metric": metric.name, "study": name, "epochs": epochs}
     model = Predictor(module, final.preprocessor, head, table.schema, info)
     model_dir = model.save(run_dir / "model", scores={

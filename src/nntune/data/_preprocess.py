@@ -13,6 +13,7 @@ from ._schema import Schema
 
 # Rare categories share one column so a high-cardinality column cannot blow up the input width.
 MAX_CATEGORIES = 32
+CHUNK_ROWS = 65536
 
 
 def make_preprocessor(schema: Schema) -> ColumnTransformer:
@@ -22,8 +23,9 @@ def make_preprocessor(schema: Schema) -> ColumnTransformer:
         transformers.append((
             "numeric",
             Pipeline([
-                ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
-                ("scale", StandardScaler()),
+                # In place: both only ever see a private copy of the rows (see transform_rows).
+                ("impute", SimpleImputer(strategy="median", keep_empty_features=True, copy=False)),
+                ("scale", StandardScaler(copy=False)),
             ]),
             schema.numeric,
         ))
@@ -41,6 +43,18 @@ def make_preprocessor(schema: Schema) -> ColumnTransformer:
     return ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)
 
 
-def transform(preprocessor: ColumnTransformer, frame: pd.DataFrame) -> np.ndarray:
-    """Apply a fitted preprocessor and return a C-contiguous float32 matrix."""
-    return np.ascontiguousarray(preprocessor.transform(frame), dtype=np.float32)
+def transform(preprocessor: ColumnTransformer, frame: pd.DataFrame,
+              rows: np.ndarray | None = None) -> np.ndarray:
+    """Apply a fitted preprocessor to `rows` of `frame` (all rows by default), in chunks.
+
+    Chunks keep the peak memory of a large table near the size of the float32 result, and
+    each chunk is a private copy of the rows, so in-place steps never touch the caller's data.
+    """
+    rows = np.arange(len(frame)) if rows is None else np.asarray(rows)
+    out: np.ndarray | None = None
+    for start in range(0, max(1, len(rows)), CHUNK_ROWS):
+        part = preprocessor.transform(frame.iloc[rows[start:start + CHUNK_ROWS]])
+        if out is None:
+            out = np.empty((len(rows), part.shape[1]), dtype=np.float32)
+        out[start:start + len(part)] = part
+    return out

@@ -78,12 +78,13 @@ def as_table(
     elif isinstance(data, np.ndarray):
         if y is None:
             raise DataError("a feature array needs its labels: pass y=...")
+        labels = pd.Series(np.asarray(y), name="target")
+        if len(data) != len(labels):
+            raise DataError(f"X has {len(data)} rows but y has {len(labels)}")
         array = data.reshape(len(data), -1) if data.ndim != 2 else data
-        frame = pd.DataFrame(array, columns=[f"x{i}" for i in range(array.shape[1])])
-        frame["target"] = np.asarray(y)
-        if len(frame) != len(np.asarray(y)):
-            raise DataError(f"X has {len(data)} rows but y has {len(np.asarray(y))}")
-        target, name = "target", "arrays"
+        # No copy: the frame is a read-only view of the user's array (nntune never writes to it).
+        features = pd.DataFrame(array, columns=[f"x{i}" for i in range(array.shape[1])], copy=False)
+        return _labelled_only(features, labels, "arrays")
     elif isinstance(data, pd.DataFrame):
         frame, name = data, "dataframe"
         if y is not None:
@@ -103,12 +104,19 @@ def as_table(
         )
     if len(frame) == 0:
         raise DataError("the data has no rows")
-    labelled = frame[target].notna()
-    if not labelled.any():
-        raise DataError(f"target column '{target}' has no values")
-    frame = frame.loc[labelled].reset_index(drop=True)
     features = frame.drop(columns=[target])
-    if features.shape[1] == 0:
-        raise DataError(f"the data has no feature columns besides the target '{target}'")
     features.columns = [str(c) for c in features.columns]
-    return features, frame[target], name
+    return _labelled_only(features, frame[target], name)
+
+
+def _labelled_only(features: pd.DataFrame, labels: pd.Series, name: str) -> tuple[pd.DataFrame, pd.Series, str]:
+    """Drop rows without a label (copying only when there are such rows)."""
+    if features.shape[1] == 0:
+        raise DataError(f"the data has no feature columns besides the target '{labels.name}'")
+    labelled = labels.notna().to_numpy()
+    if not labelled.any():
+        raise DataError(f"target column '{labels.name}' has no values")
+    if not labelled.all():
+        features = features.loc[labelled].reset_index(drop=True)
+        labels = labels.loc[labelled].reset_index(drop=True)
+    return features, labels, name

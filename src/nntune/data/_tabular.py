@@ -15,6 +15,9 @@ from ._schema import Schema, conform, infer_schema
 from ._sources import as_table
 from ._task import detect_task
 
+# Most training rows the preprocessing statistics are fitted on (see encode_split).
+FIT_ROWS = 200_000
+
 
 @dataclass
 class TabularData:
@@ -137,12 +140,17 @@ class EncodedSplit:
 def encode_split(data: TabularData, train_rows: np.ndarray, eval_rows: np.ndarray | None) -> EncodedSplit:
     """Fit the preprocessing on `train_rows` only and apply it to both sets (no leakage)."""
     preprocessor = make_preprocessor(data.schema)
-    train_frame = data.features.iloc[train_rows]
-    X_train = np.ascontiguousarray(preprocessor.fit_transform(train_frame), dtype=np.float32)
-    del train_frame
+    fit_rows = train_rows
+    if len(train_rows) > FIT_ROWS:
+        # Medians, means and category lists settle long before a million rows, and fitting
+        # makes several copies of what it sees: a fixed sample of training rows keeps the
+        # peak memory of large tables low. Still training rows only: no leakage.
+        fit_rows = np.sort(np.random.default_rng(0).choice(train_rows, FIT_ROWS, replace=False))
+    preprocessor.fit(data.features.iloc[fit_rows])  # a private copy, freed after fitting
+    X_train = transform(preprocessor, data.features, train_rows)
     X_eval = y_eval = None
     if eval_rows is not None:
-        X_eval = transform(preprocessor, data.features.iloc[eval_rows])
+        X_eval = transform(preprocessor, data.features, eval_rows)
         y_eval = data.y[eval_rows]
     return EncodedSplit(X_train, data.y[train_rows], X_eval, y_eval, preprocessor)
 
