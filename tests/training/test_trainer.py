@@ -48,6 +48,7 @@ def test_every_schedule_learns(schedule):
     assert result.best_score >= 0.9
 
 
+@pytest.mark.filterwarnings("ignore:Detected call of")
 def test_cosine_schedule_lowers_the_rate():
     from nntune.training import Schedule, make_optimizer
 
