@@ -32,6 +32,7 @@ from .reports import read_run
 from .search import (
     HyperParameters,
     Objective,
+    best_trial,
     TrialCallback,
     count_states,
     finished_trials,
@@ -82,9 +83,10 @@ class TuneResult:
     """What `tune` returns: the study, the winner, its test scores and the trained model."""
 
     study: optuna.Study
+    best_trial: optuna.trial.FrozenTrial
     best_params: dict[str, Any]
     best_value: float
-    best_std: float
+    best_std: float | None  # across folds; None with a single validation split
     metric: str
     direction: str
     test_scores: dict[str, float]
@@ -220,13 +222,13 @@ def tune(
                   "study": name, "run_dir": str(run_dir), "done": finished_trials(study)})
 
     def plan_final(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        best = _best_trial(study)
+        best = best_trial(study)
         if best is not None:
             budget.expect_final(_final_seconds(best, len(train_rows), n_fold_rows))
 
     run_trials(study, objective, n_trials, budget.search_deadline,
                callbacks=[plan_final, *callbacks])
-    best = _best_trial(study)
+    best = best_trial(study)
     if best is None:
         states = count_states(study)
         raise NntuneError(f"no trial completed ({_states_text(states)}); see the trials' "
@@ -256,10 +258,10 @@ def tune(
     model = Predictor(module, final.preprocessor, head, table.schema, info)
     model_dir = model.save(run_dir / "model", scores={
         "test_scores": test_scores, "metric": metric.name, "best_value": best.value,
-        "best_std": best.user_attrs.get("score_std", 0.0)})
+        "best_std": best.user_attrs.get("score_std")})
     result = TuneResult(
-        study=study, best_params=dict(best.params), best_value=float(best.value),
-        best_std=float(best.user_attrs.get("score_std", 0.0)), metric=metric.name,
+        study=study, best_trial=best, best_params=dict(best.params), best_value=float(best.value),
+        best_std=best.user_attrs.get("score_std"), metric=metric.name,
         direction=metric.direction, test_scores=test_scores, model=model, model_dir=model_dir,
         run_dir=run_dir, n_trials=count_states(study), seconds=budget.elapsed(), storage=url,
         data=table.describe())
@@ -311,13 +313,6 @@ def _starting_points(space: dict) -> list[dict[str, Any]]:
         if point:
             points.append(point)
     return points
-
-
-def _best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
-    try:
-        return study.best_trial
-    except ValueError:  # no completed trial yet
-        return None
 
 
 def _final_epochs(best: optuna.trial.FrozenTrial, n_train: int, n_fold_train: int,

@@ -106,3 +106,15 @@ def test_median_pruner_stops_a_bad_curve():
 def test_param_spec_matches_lists():
     spec = ParamSpec(type="float", low=0, high=1, when={"optimizer": ["sgd", "rmsprop"]})
     assert spec.matches({"optimizer": "rmsprop"}) and not spec.matches({"optimizer": "adam"})
+
+
+def test_best_trial_breaks_ties_by_validation_loss():
+    from nntune.search import best_trial
+
+    study = optuna.create_study(direction="maximize")
+    for value, loss in [(0.9, 0.1), (1.0, 0.30), (1.0, 0.05), (1.0, 0.20)]:
+        trial = study.ask()
+        trial.set_user_attr("val_loss", loss)
+        study.tell(trial, value)
+    assert best_trial(study).number == 2
+    assert best_trial(optuna.create_study()) is None

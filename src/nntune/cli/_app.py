@@ -14,7 +14,7 @@ from .. import api
 from .._atomic import write_json
 from ..config import parse_duration
 from ..errors import NntuneError
-from ..reports import run_report, summary_table
+from ..reports import params_table, run_report, summary_table
 from ._progress import TrialProgress
 
 app = typer.Typer(
@@ -73,6 +73,7 @@ def tune(
         print(json.dumps(result.to_json()))
     elif not quiet:
         out.print(summary_table(result.to_json()))
+        out.print(params_table(result.best_params))
 
 
 @app.command()

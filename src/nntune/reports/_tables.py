@@ -23,15 +23,17 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
 
 def top_trials(trials: list[dict[str, Any]], direction: str, n: int = 10) -> list[dict[str, Any]]:
     done = [t for t in trials if t["state"] == "complete" and t["value"] is not None]
-    return sorted(done, key=lambda t: t["value"], reverse=direction == "maximize")[:n]
+    sign = -1.0 if direction == "maximize" else 1.0
+    return sorted(done, key=lambda t: (sign * t["value"], t.get("val_loss") or float("inf")))[:n]
 
 
 def summary_table(result: dict[str, Any]) -> Table:
     table = Table(title=f"study {result['study']}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
-    std = result.get("best_std") or 0.0
-    table.add_row(f"best validation {result['metric']}", f"{result['best_value']:.4f} ± {std:.4f}")
+    std = result.get("best_std")
+    shown = f"{result['best_value']:.4f}" + (f" ± {std:.4f} over folds" if std is not None else "")
+    table.add_row(f"best validation {result['metric']}", shown)
     for name, value in result["test_scores"].items():
         table.add_row(f"test {name}", f"{value:.4f}")
     table.add_row("trials", ", ".join(f"{n} {s}" for s, n in result["n_trials"].items()))

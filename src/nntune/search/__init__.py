@@ -7,6 +7,7 @@ from ._run import TrialCallback, run_trials
 from ._space import Space, grid_space, parse_space, resolve_space, suggest
 from ._strategies import STRATEGIES, make_sampler
 from ._study import (
+    best_trial,
     count_states,
     finished_trials,
     get_storage,
@@ -17,7 +18,7 @@ from ._study import (
 )
 
 __all__ = [
-    "PRUNERS", "STRATEGIES", "HyperParameters", "ModelSource", "Objective", "Space",
+    "PRUNERS", "best_trial", "STRATEGIES", "HyperParameters", "ModelSource", "Objective", "Space",
     "TrialCallback", "count_states", "finished_trials", "get_storage", "grid_space",
     "make_module", "make_pruner", "make_sampler", "open_study", "parse_space", "resolve_space",
     "run_trials", "storage_url", "study_exists", "suggest", "trial_records",

@@ -51,7 +51,7 @@ class Objective:
         deadline = self.trial_deadline(started)
         params = suggest(trial, self.space, self.fixed)
         curves: dict[str, list[float]] = {}
-        scores, epochs, stops, runs = [], [], [], []
+        scores, epochs, stops, runs, losses = [], [], [], [], []
         n_params = 0
         try:
             for k, fold in enumerate(self.folds):
@@ -72,6 +72,7 @@ class Objective:
                 epochs.append(result.best_epoch)
                 stops.append(result.stop_reason)
                 runs.append(result.epochs_run)
+                losses.append(result.history["val_loss"][result.best_epoch - 1])
                 if k == 0:
                     curves = result.history
         except optuna.TrialPruned:
@@ -86,7 +87,8 @@ class Objective:
             raise TrialFailed(reason) from exc
         _record(trial, curves, started, n_params)
         trial.set_user_attr("fold_scores", scores)
-        trial.set_user_attr("score_std", float(np.std(scores)))
+        trial.set_user_attr("score_std", float(np.std(scores)) if len(scores) > 1 else None)
+        trial.set_user_attr("val_loss", float(np.mean(losses)))
         trial.set_user_attr("best_epochs", epochs)
         trial.set_user_attr("epochs", float(np.mean(epochs)))
         trial.set_user_attr("stop_reasons", stops)

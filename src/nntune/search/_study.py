@@ -80,3 +80,18 @@ def trial_records(storage: str, study_name: str) -> list[dict]:
     study = optuna.load_study(study_name=study_name, storage=get_storage(storage))
     return [{"number": t.number, "state": t.state.name.lower(), "value": t.value,
              "params": t.params, **t.user_attrs} for t in study.get_trials(deepcopy=False)]
+
+
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    """The best completed trial; among trials with the same score, the lowest validation loss.
+
+    Accuracy on a small validation set ties often (several trials at 1.0): the loss tells
+    the more confident of them apart, where Optuna would keep the first one found.
+    """
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not done:
+        return None
+    sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
+    top = max(sign * t.value for t in done)
+    tied = [t for t in done if sign * t.value == top]
+    return min(tied, key=lambda t: (t.user_attrs.get("val_loss", float("inf")), t.number))
