@@ -32,8 +32,8 @@ from .reports import read_run
 from .search import (
     HyperParameters,
     Objective,
-    best_trial,
     TrialCallback,
+    best_trial,
     count_states,
     finished_trials,
     get_storage,
