@@ -17,12 +17,13 @@ from typing import Any
 import numpy as np
 import optuna
 import pandas as pd
+import torch
 from torch import nn
 
 from . import __version__
 from ._atomic import write_bytes, write_json, write_text
 from .config import RunConfig, build_config, load_config, merge
-from .data import encode_split, load_tabular, make_folds, read_table, split_train_test, transform
+from .data import TabularData, encode_split, load_tabular, make_folds, read_table, split_train_test, transform
 from .errors import ConfigError, NntuneError, check_choice, did_you_mean
 from .execution import Budget, pick_device, set_threads
 from .models import ModelMeta, get_family
@@ -31,6 +32,7 @@ from .predictor import Predictor, load
 from .reports import read_run
 from .search import (
     HyperParameters,
+    ModelSource,
     Objective,
     TrialCallback,
     best_trial,
@@ -185,12 +187,10 @@ def tune(
     device = pick_device(cfg.training.device)
 
     # Everything that can be wrong with the input is checked before anything is written.
-    frame = data if data is not None else None
-    if frame is None and cfg.data.path is None and cfg.data.dataset is None:
+    source = data if data is not None else cfg.data.path
+    if source is None and cfg.data.dataset is None:
         raise ConfigError("no data given: pass --data FILE or --dataset NAME (data.path in the config)")
-    table = load_tabular(frame if frame is not None else cfg.data.path, cfg.data.target, y=y,
-                         dataset=cfg.data.dataset if frame is None and cfg.data.path is None else None,
-                         task=cfg.data.task)
+    table = load_tabular(source, cfg.data.target, y=y, dataset=cfg.data.dataset, task=cfg.data.task)
     metric = get_metric(cfg.search.metric or default_metric(table.task), table.task)
     space, fixed = _space_for(cfg, build_model)
     sampler = make_sampler(cfg.search.strategy, cfg.seed, space, fixed)
@@ -237,25 +237,14 @@ def tune(
     del objective, folds  # the search's encoded folds are not needed for the final model
     params = {**fixed, **best.params}
     epochs = _final_epochs(best, len(train_rows), n_fold_rows, int(fixed["max_epochs"]))
-    final = encode_split(table, train_rows, None)
-    head = make_head(table.task, final.y_train, len(table.classes), params)
-    n_features = final.n_features
-    meta = ModelMeta(n_features, head.output_dim, table.task)
-    import torch
-    torch.manual_seed(cfg.seed)
-    module, params = make_module(build_model or cfg.model.family, params, meta)
-    fit(module, head, final.X_train, final.y_train, params, epochs=epochs, device=device,
-        seed=cfg.seed, deadline=budget.deadline)
-    final.X_train = None  # free the training matrix before the test rows are encoded
-    X_test = transform(final.preprocessor, table.features, test_rows)
-    test_scores = score_all(table.task, table.y[test_rows],
-                            head.scores(predict_outputs(module, torch.from_numpy(X_test).to(device))))
-    del X_test
+    module, params, head, preprocessor, test_scores = _train_final(
+        table, train_rows, test_rows, params, epochs, build_model or cfg.model.family, device,
+        cfg.seed, budget.deadline)
 
     info = {"family": "custom" if build_model else cfg.model.family, "params": params,
-            "input_dim": n_features, "task": table.task, "target": table.target,
+            "input_dim": len(preprocessor.get_feature_names_out()), "task": table.task, "target": table.target,
             "classes": table.classes, "metric": metric.name, "study": name, "epochs": epochs}
-    model = Predictor(module, final.preprocessor, head, table.schema, info)
+    model = Predictor(module, preprocessor, head, table.schema, info)
     model_dir = model.save(run_dir / "model", scores={
         "test_scores": test_scores, "metric": metric.name, "best_value": best.value,
         "best_std": best.user_attrs.get("score_std")})
@@ -267,6 +256,26 @@ def tune(
         data=table.describe())
     write_json(run_dir / "result.json", result.to_json())
     return result
+
+
+def _train_final(table: TabularData, train_rows: np.ndarray, test_rows: np.ndarray,
+                 params: dict[str, Any], epochs: int, source: ModelSource, device: torch.device,
+                 seed: int, deadline: float | None) -> tuple:
+    """Retrain `params` on all training rows for `epochs`, then score the test rows once.
+
+    Returns (module, params, head, fitted preprocessor, test scores). The training matrix is
+    freed before the test rows are encoded, so a large table is never held twice.
+    """
+    final = encode_split(table, train_rows, None)
+    head = make_head(table.task, final.y_train, len(table.classes), params)
+    torch.manual_seed(seed)
+    module, params = make_module(source, params, ModelMeta(final.n_features, head.output_dim, table.task))
+    fit(module, head, final.X_train, final.y_train, params, epochs=epochs, device=device,
+        seed=seed, deadline=deadline)
+    final.X_train = None
+    X_test = torch.from_numpy(transform(final.preprocessor, table.features, test_rows)).to(device)
+    test_scores = score_all(table.task, table.y[test_rows], head.scores(predict_outputs(module, X_test)))
+    return module, params, head, final.preprocessor, test_scores
 
 
 def _space_for(cfg: RunConfig, build_model: BuildModel | None) -> tuple[dict, dict]:
