@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -64,6 +65,10 @@ def tune(
         storage=storage, out=str(out_dir) if out_dir else None, resume=resume or None,
         seed=seed, threads=threads, device=device,
     )
+    if cfg.search.timeout is not None:
+        # The limit is for the whole command: the seconds spent starting Python and importing
+        # torch count too.
+        cfg.search.timeout = max(1.0, cfg.search.timeout - _seconds_since_start())
     if quiet or as_json:
         result = api.tune(config=cfg)
     else:
@@ -115,8 +120,24 @@ def schema(
         write_json(output, config_schema())
 
 
+_started = time.time()  # when this command began; see main()
+
+
+def _seconds_since_start() -> float:
+    return max(0.0, time.time() - _started)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: runs the app; nntune's own errors become one line and exit code 2."""
+    global _started
+    _started = time.time()
+    if argv is None:  # a real command: its clock started with the process, imports included
+        import psutil
+
+        try:
+            _started = psutil.Process().create_time()
+        except psutil.Error:
+            pass
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     if debug:
