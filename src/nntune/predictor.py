@@ -28,7 +28,9 @@ from .training import Head, pick_device, predict_outputs
 FORMAT = "nntune-model"
 FILES = {"config": "model.json", "weights": "model.safetensors",
          "preprocessor": "preprocessor.skops", "scores": "scores.json"}
-TRUSTED_PREFIXES = ("sklearn.", "numpy.")
+# What nntune's own preprocessing contains; anything else in a file is refused, not loaded.
+TRUSTED_PREFIXES = ("sklearn.",)
+TRUSTED_TYPES = ("numpy.dtype",)
 
 
 class Predictor:
@@ -134,7 +136,7 @@ def _load_preprocessor(file: Path) -> Any:
     import skops.io as sio
 
     untrusted = sio.get_untrusted_types(file=file)
-    refused = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
+    refused = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES) and t not in TRUSTED_TYPES]
     if refused:
         raise ModelDirError(f"'{file}' holds types nntune does not load: {', '.join(refused)}")
     return sio.load(file, trusted=untrusted)
