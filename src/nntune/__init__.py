@@ -6,29 +6,56 @@
 >>> model = nntune.load(result.model_dir); model.predict(new_rows)
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from .api import TuneResult, make_config, tune  # noqa: E402
-from .config import RunConfig  # noqa: E402
-from .errors import (  # noqa: E402
-    ConfigError,
-    DataError,
-    ModelDirError,
-    NntuneError,
-    StudyExistsError,
-    TrialFailed,
-)
-from .predictor import Predictor, load  # noqa: E402
-from .search import HyperParameters  # noqa: E402
-
-
-def schema() -> dict:
-    """The JSON Schema of the YAML config, for editors that validate and complete it."""
-    return RunConfig.model_json_schema()
-
+# Public names and the modules that define them. They load on first use, so that
+# `nntune --help` does not wait for torch, scikit-learn and optuna to import.
+_EXPORTS = {
+    "tune": "api", "make_config": "api", "TuneResult": "api",
+    "load": "predictor", "Predictor": "predictor",
+    "HyperParameters": "search",
+    "RunConfig": "config",
+    "ConfigError": "errors", "DataError": "errors", "ModelDirError": "errors",
+    "NntuneError": "errors", "StudyExistsError": "errors", "TrialFailed": "errors",
+}
 
 __all__ = [
     "ConfigError", "DataError", "HyperParameters", "ModelDirError", "NntuneError", "Predictor",
     "RunConfig", "StudyExistsError", "TrialFailed", "TuneResult", "load", "make_config",
     "schema", "tune",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'nntune' has no attribute '{name}'")
+
+
+def schema() -> dict:
+    """The JSON Schema of the YAML config, for editors that validate and complete it."""
+    from .config import RunConfig
+
+    return RunConfig.model_json_schema()
+
+
+if TYPE_CHECKING:
+    from .api import TuneResult, make_config, tune
+    from .config import RunConfig
+    from .errors import (
+        ConfigError,
+        DataError,
+        ModelDirError,
+        NntuneError,
+        StudyExistsError,
+        TrialFailed,
+    )
+    from .predictor import Predictor, load
+    from .search import HyperParameters

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import skops.io as sio  # imported with the module: it takes a second, best not mid-run
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -85,7 +86,6 @@ class Predictor:
     def save(self, path: str | Path, scores: dict[str, Any] | None = None) -> Path:
         """Write the model directory atomically and return its path."""
         path = Path(path)
-        import skops.io as sio
 
         def fill(tmp: Path) -> None:
             state = {k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}
@@ -133,8 +133,6 @@ def load(path: str | Path, build_model: Callable[[HyperParameters], nn.Module] |
 
 
 def _load_preprocessor(file: Path) -> Any:
-    import skops.io as sio
-
     untrusted = sio.get_untrusted_types(file=file)
     refused = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES) and t not in TRUSTED_TYPES]
     if refused:

@@ -149,3 +149,21 @@ def test_predict_names_missing_and_mistyped_columns(cli, tmp_path, churn_csv):
     frame.assign(charges="high").to_csv(tmp_path / "b.csv", index=False)
     code, _, err = cli("predict", run / "model", "--data", tmp_path / "b.csv")
     assert code == 2 and "column 'charges' must be numeric; found value 'high'" in err
+
+
+@pytest.mark.slow
+def test_timeout_bounds_the_whole_command(tmp_path):
+    """What a user who types --timeout 10s sees: the answer in about ten seconds, wall clock."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    command = Path(sys.executable).parent / "nntune"
+    started = time.monotonic()
+    done = subprocess.run([str(command), "tune", "--dataset", "digits", "--timeout", "10s",
+                           "--out", str(tmp_path / "run"), "--json"], capture_output=True, text=True)
+    elapsed = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    assert elapsed < 10 * 1.25
+    assert json.loads(done.stdout)["test_scores"]["accuracy"] > 0.9

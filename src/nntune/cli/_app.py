@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -11,7 +12,6 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from .. import api
 from .._atomic import write_json
 from ..config import parse_duration
 from ..errors import NntuneError
@@ -57,6 +57,8 @@ def tune(
     quiet: Annotated[bool, typer.Option("--quiet", help="print nothing but errors")] = False,
 ) -> None:
     """Tune a network on a table, retrain the best on all training rows, test it, save it."""
+    from .. import api
+
     cfg = api.make_config(
         config, data=str(data) if data else None, dataset=dataset, target=target, task=task,
         family=family, strategy=strategy, pruner=pruner, trials=trials,
@@ -89,6 +91,8 @@ def predict(
     proba: Annotated[bool, typer.Option("--proba", help="class probabilities instead of labels")] = False,
 ) -> None:
     """Predict with a saved model."""
+    from .. import api
+
     table = api.predict(model, data, out=out_file, proba=proba)
     if out_file is None:
         sys.stdout.write(table.to_csv(index=False))
@@ -100,6 +104,8 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="print result and trials as JSON")] = False,
 ) -> None:
     """Show a finished run: the summary, the best configuration and the top-10 trials."""
+    from .. import api
+
     shown = api.show(run)
     if as_json:
         print(json.dumps(shown, default=str))
@@ -144,6 +150,12 @@ def main(argv: list[str] | None = None) -> None:
         args.remove("--debug")
     try:
         app(args=args, prog_name="nntune", standalone_mode=False)
+        if argv is None:
+            # Everything is written and closed (atomic files, committed study): skip the
+            # interpreter's module teardown, which takes torch a second or more.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
     except NntuneError as exc:
         if debug:
             raise

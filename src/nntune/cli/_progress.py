@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import optuna
+from typing import TYPE_CHECKING
+
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -12,6 +13,9 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+
+if TYPE_CHECKING:
+    import optuna
 
 
 class TrialProgress:

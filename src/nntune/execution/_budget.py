@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 class Budget:
     timeout: float | None
     # No single trial may take more than this share of the budget, so a short budget still
-    # sees several configurations instead of one slow one.
+    # sees several configurations instead of one slow one. The first trial may take more:
+    # until one trial is complete there is no model to fall back on.
     trial_share: float = 0.25
+    first_trial_share: float = 0.5
     started: float = field(default_factory=time.monotonic)
     reserve: float = 0.0
 
@@ -34,11 +36,12 @@ class Budget:
         """When the search must stop to leave `reserve` seconds for the final model."""
         return None if self.deadline is None else self.deadline - self.reserve
 
-    def trial_deadline(self, trial_started: float) -> float | None:
+    def trial_deadline(self, trial_started: float, first: bool = False) -> float | None:
         stop = self.search_deadline()
         if stop is None:
             return None
-        return min(stop, trial_started + self.trial_share * self.timeout)
+        share = self.first_trial_share if first else self.trial_share
+        return min(stop, trial_started + share * self.timeout)
 
     def expect_final(self, seconds: float) -> None:
         """Set the reserve from an estimate of the final retrain's duration (capped at half)."""

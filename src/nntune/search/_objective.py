@@ -44,11 +44,11 @@ class Objective:
     model: ModelSource
     device: torch.device
     seed: int
-    trial_deadline: Callable[[float], float | None] = lambda start: None
+    trial_deadline: Callable[[float, bool], float | None] = lambda start, first: None
 
     def __call__(self, trial: optuna.Trial) -> float:
         started = time.monotonic()
-        deadline = self.trial_deadline(started)
+        deadline = self.trial_deadline(started, not _has_complete(trial))
         params = suggest(trial, self.space, self.fixed)
         curves: dict[str, list[float]] = {}
         scores, epochs, stops, runs, losses = [], [], [], [], []

@@ -37,8 +37,9 @@ def run_trials(
     optuna_logger.setLevel(logging.ERROR)  # failed trials are reported by nntune, not logged twice
     try:
         due = stop_at()
-        if due is not None and time.monotonic() >= due:
-            return
+        has_complete = bool(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+        if due is not None and time.monotonic() >= due and has_complete:
+            return  # out of time; without any complete trial, one still runs (cut short)
         study.optimize(objective, n_trials=remaining, catch=(TrialFailed,),
                        callbacks=[*callbacks, stop_when_due], gc_after_trial=False)
     finally:

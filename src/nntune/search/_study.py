@@ -66,8 +66,10 @@ def open_study(
 
 
 def count_states(study: optuna.Study) -> dict[str, int]:
-    """Trials by state name, lower case: {'complete': 12, 'pruned': 3, ...}."""
-    counts = Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
+    """Trials by state name, lower case: {'complete': 12, 'pruned': 3, ...}. Queued trials
+    that never started (a starting point the budget left no time for) are not counted."""
+    counts = Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False)
+                     if t.state != optuna.trial.TrialState.WAITING)
     return dict(sorted(counts.items()))
 
 

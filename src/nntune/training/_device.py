@@ -51,3 +51,4 @@ def set_threads(threads: int | None, workers: int = 1) -> int:
         threads = max(1, idle_cores() // max(1, workers))
     torch.set_num_threads(threads)
     return threads
+

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch import nn
+import torch._dynamo  # noqa: F401  (every optimizer imports it on first use, over a second:
+from torch import nn  # paid here, at import, so no trial's time budget pays for it)
 
 from ..errors import TrialFailed
 from ._heads import Head
