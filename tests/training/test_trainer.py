@@ -146,3 +146,15 @@ def test_thread_count_is_set_deliberately():
     chosen = set_threads(None)
     assert 1 <= chosen <= available_cores() and torch.get_num_threads() == chosen
     assert set_threads(None, workers=available_cores() * 4) == 1
+
+
+def test_final_fit_keeps_the_epoch_with_the_lowest_training_loss():
+    X, y, _, _ = blobs()
+    head = make_head("binary", y, 2, {})
+    torch.manual_seed(0)
+    model = build_model("mlp", {"n_layers": 1}, ModelMeta(4, head.output_dim, "binary"))
+    # An oscillating recipe: SGD with a large rate and no momentum.
+    result = fit(model, head, X, y, {"optimizer": "sgd", "lr": 3.0, "momentum": 0.0}, epochs=15)
+    losses = result.history["train_loss"]
+    assert result.best_epoch == int(np.argmin(losses)) + 1
+    assert result.epochs_run == 15

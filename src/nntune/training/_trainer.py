@@ -85,7 +85,7 @@ def fit(
         steps_per_epoch -= 1
 
     loss_fn = head.loss_fn(device)
-    optimizer = make_optimizer(model.parameters(), recipe)
+    optimizer = make_optimizer(model.parameters(), recipe, device)
     schedule = Schedule(optimizer, recipe, epochs, steps_per_epoch)
     penalised = [p for p in model.parameters() if p.dim() > 1]
     l1, l2 = float(recipe["l1"]), float(recipe["l2"])
@@ -96,6 +96,7 @@ def fit(
     result = FitResult()
     best_state: dict[str, torch.Tensor] | None = None
     bad_epochs, patience = 0, int(recipe["patience"])
+    best_train_loss = float("inf")
     min_delta = float(recipe["min_delta"])
     started = time.monotonic()
     for epoch in range(1, epochs + 1):
@@ -154,8 +155,12 @@ def fit(
                     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             else:
                 bad_epochs += 1
-        else:
-            result.best_epoch = epoch
+        elif result.best_epoch == 0 or train_loss < best_train_loss:
+            # No validation data (the final fit): keep the epoch with the lowest training loss,
+            # so a recipe whose loss oscillates does not end on a spike.
+            result.best_epoch, best_train_loss = epoch, train_loss
+            if recipe["restore_best"]:
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         schedule.step_epoch(monitored)
         if on_epoch_end is not None:
             on_epoch_end(epoch, logs)
