@@ -310,6 +310,8 @@ def worker(method: str, dataset: str, seconds: float) -> dict:
     """Run one method on one data set in this process and return its record."""
     import torch
 
+    import nntune
+
     torch.set_num_threads(1)
     frame, target = load_frame(dataset)
     table, train_rows, test_rows = shared_split(frame, target)
@@ -336,6 +338,7 @@ def worker(method: str, dataset: str, seconds: float) -> dict:
         "seconds": round(time.monotonic() - started, 2), "threads": torch.get_num_threads(),
         "train_rows": int(len(train_rows)), "test_rows": int(len(test_rows)),
         "test_fingerprint": fingerprint(test_rows), "details": details,
+        "nntune_version": nntune.__version__, "nntune_file": nntune.__file__,
     }
 
 

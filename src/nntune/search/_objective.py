@@ -72,7 +72,7 @@ class Objective:
                 epochs.append(result.best_epoch)
                 stops.append(result.stop_reason)
                 runs.append(result.epochs_run)
-                losses.append(result.history["val_loss"][result.best_epoch - 1])
+                losses.append(_settled_loss(result.history["val_loss"], result.best_epoch))
                 if k == 0:
                     curves = result.history
         except optuna.TrialPruned:
@@ -98,6 +98,13 @@ class Objective:
             # is the only one, its folds still give the run a model within the budget.
             raise optuna.TrialPruned("ran out of time before every fold was trained")
         return float(np.mean(scores))
+
+
+def _settled_loss(val_loss: list[float], best_epoch: int, window: int = 2) -> float:
+    """The validation loss around the best epoch (median of a 5-epoch window): a recipe whose
+    loss oscillates cannot win a tie on one lucky epoch."""
+    around = val_loss[max(0, best_epoch - 1 - window):best_epoch + window]
+    return float(np.median(around))
 
 
 def _has_complete(trial: optuna.Trial) -> bool:

@@ -85,7 +85,8 @@ def trial_records(storage: str, study_name: str) -> list[dict]:
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
-    """The best completed trial; among trials with the same score, the lowest validation loss.
+    """The best completed trial; among trials with the same score, the lowest settled
+    validation loss (the median around the best epoch, see the objective).
 
     Accuracy on a small validation set ties often (several trials at 1.0): the loss tells
     the more confident of them apart, where Optuna would keep the first one found.
