@@ -104,8 +104,14 @@ def as_table(
         )
     if len(frame) == 0:
         raise DataError("the data has no rows")
-    features = frame.drop(columns=[target])
-    features.columns = [str(c) for c in features.columns]
+    position = frame.columns.get_loc(target)
+    if position == len(frame.columns) - 1:  # slices are views: no copy of a large table
+        features = frame.iloc[:, :-1]
+    elif position == 0:
+        features = frame.iloc[:, 1:]
+    else:
+        features = frame.drop(columns=[target])
+    features = features.set_axis([str(c) for c in features.columns], axis=1)
     return _labelled_only(features, frame[target], name)
 
 
