@@ -215,6 +215,7 @@ def memory_child(mode: str, rows: int, features: int, trials: int, max_epochs: i
     import torch
 
     import nntune
+    import nntune.api  # noqa: F401  (what tune() imports: optuna, scikit-learn, pandas, skops)
 
     torch.set_num_threads(1)
     record: dict = {"mode": mode, "after_imports_mb": max_rss_mb()}
@@ -331,7 +332,7 @@ def report(speed: list[dict], mem: list[dict]) -> str:
         base = next((r for r in mem if r.get("mode") == "baseline"), {})
         warm = next((r for r in mem if r.get("mode") == "warm"), {})
         lines += [f"Peak memory of nntune.tune (VmHWM of the child). Baseline, a process "
-                  f"that only imported torch and nntune: peak {base.get('peak_mb', 0):.0f} MiB "
+                  f"that only imported nntune.api (torch, optuna, scikit-learn, pandas, skops): peak {base.get('peak_mb', 0):.0f} MiB "
                   f"(RSS {base.get('after_imports_current_mb', 0):.0f} MiB once imports are done). "
                   f"Warm baseline, the same plus one tiny training run: peak "
                   f"{warm.get('peak_mb', 0):.0f} MiB.",
