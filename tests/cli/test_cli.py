@@ -153,7 +153,8 @@ def test_predict_names_missing_and_mistyped_columns(cli, tmp_path, churn_csv):
 
 @pytest.mark.slow
 def test_timeout_bounds_the_whole_command(tmp_path):
-    """What a user who types --timeout 10s sees: the answer in about ten seconds, wall clock."""
+    """What a user who types --timeout 20s sees: the answer in about twenty seconds, wall clock
+    (starting Python and importing torch, scikit-learn and optuna, 5-8 s here, included)."""
     import subprocess
     import sys
     import time
@@ -161,9 +162,9 @@ def test_timeout_bounds_the_whole_command(tmp_path):
 
     command = Path(sys.executable).parent / "nntune"
     started = time.monotonic()
-    done = subprocess.run([str(command), "tune", "--dataset", "digits", "--timeout", "10s",
+    done = subprocess.run([str(command), "tune", "--dataset", "digits", "--timeout", "20s",
                            "--out", str(tmp_path / "run"), "--json"], capture_output=True, text=True)
     elapsed = time.monotonic() - started
     assert done.returncode == 0, done.stderr
-    assert elapsed < 10 * 1.25
+    assert elapsed < 20 * 1.15
     assert json.loads(done.stdout)["test_scores"]["accuracy"] > 0.9
