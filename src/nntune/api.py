@@ -18,56 +18,46 @@ import numpy as np
 import optuna
 import pandas as pd
 import torch
-from torch import nn
 
 from . import __version__
 from ._atomic import write_bytes, write_json, write_text
 from .config import RunConfig, build_config, load_config, merge
-from .data import TabularData, encode_split, load_tabular, make_folds, read_table, split_train_test, transform
-from .errors import ConfigError, NntuneError, check_choice, did_you_mean
-from .execution import Budget, pick_device, set_threads
-from .models import ModelMeta, get_family
-from .models import mlp as mlp_family
+from .data import TabularData, encode_split, read_table, transform
+from .errors import ConfigError, NntuneError, did_you_mean
+from .execution import (
+    Budget,
+    BuildModel,
+    WorkerJob,
+    check_picklable,
+    final_epochs,
+    fold_rows,
+    pick_device,
+    prepare,
+    publish_run,
+    run_local,
+    run_ray,
+    run_worker,
+    search,
+    set_threads,
+)
+from .models import ModelMeta
 from .predictor import Predictor, load
 from .reports import read_run
 from .search import (
-    HyperParameters,
     ModelSource,
-    Objective,
     TrialCallback,
+    absolute_storage,
     best_trial,
     count_states,
+    fail_dead_trials,
     finished_trials,
     get_storage,
     make_module,
-    make_pruner,
-    make_sampler,
     open_study,
-    resolve_space,
-    run_trials,
     storage_url,
     trial_records,
 )
-from .training import DEFAULTS as RECIPE_DEFAULTS
-from .training import (
-    LOSSES,
-    OPTIMIZERS,
-    SCHEDULES,
-    default_metric,
-    fit,
-    get_metric,
-    make_head,
-    predict_outputs,
-    score_all,
-)
-from .training import SPACE as RECIPE_SPACE
-
-BuildModel = Callable[[HyperParameters], nn.Module]
-
-# Names whose values must come from a known list, checked before any trial runs.
-KNOWN_CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "loss": LOSSES,
-                 "activation": tuple(mlp_family.ACTIVATIONS), "init": mlp_family.INITS,
-                 "norm": mlp_family.NORMS}
+from .training import fit, make_head, predict_outputs, score_all
 
 # Strong first trials, tried before the sampler takes over: the recipes that practitioners
 # start from (Adam at 1e-3; SGD with momentum at 1e-2) on 1-2 hidden layers of moderate width.
@@ -115,7 +105,8 @@ class TuneResult:
 OPTION_NAMES = frozenset({
     "data", "dataset", "target", "task", "test_size", "val_size", "family", "max_epochs",
     "threads", "device", "patience", "strategy", "pruner", "trials", "timeout", "cv", "metric",
-    "space", "space_mode", "storage", "study", "out", "resume", "seed"})
+    "space", "space_mode", "storage", "study", "out", "resume", "seed", "workers", "backend",
+    "address", "cpus_per_trial", "gpus_per_trial", "heartbeat", "retries"})
 
 
 def make_config(config: str | Path | RunConfig | Mapping[str, Any] | None = None,
@@ -135,6 +126,10 @@ def make_config(config: str | Path | RunConfig | Mapping[str, Any] | None = None
                    "trials": options.get("trials"), "timeout": options.get("timeout"),
                    "cv": options.get("cv"), "metric": options.get("metric"),
                    "space": options.get("space"), "space_mode": options.get("space_mode")},
+        "execution": {"workers": options.get("workers"), "backend": options.get("backend"),
+                      "address": options.get("address"), "cpus_per_trial": options.get("cpus_per_trial"),
+                      "gpus_per_trial": options.get("gpus_per_trial"), "heartbeat": options.get("heartbeat"),
+                      "retries": options.get("retries")},
         "storage": options.get("storage"), "study": options.get("study"),
         "out": options.get("out"), "resume": options.get("resume"), "seed": options.get("seed"),
     }
@@ -164,9 +159,10 @@ def tune(
 ) -> TuneResult:
     """Tune a network on a table and return the best trained model with its test scores.
 
-    `data` is a CSV/Parquet path, a DataFrame holding `target`, or a feature array with
-    labels `y`; or pass `dataset="breast_cancer"` (a scikit-learn built-in). Options are the
-    config keys by their CLI names: trials, timeout, cv, strategy, pruner, metric, space, ...
+    `data` is a CSV/Parquet path (or http(s) URL), a DataFrame holding `target`, or a feature
+    array with labels `y`; or pass `dataset="breast_cancer"` (a scikit-learn built-in). Options
+    are the config keys by their CLI names: trials, timeout, cv, strategy, pruner, metric,
+    space, workers, backend, ...
 
     >>> result = nntune.tune(df, target="churned", trials=60, cv=5, strategy="tpe")
     >>> result.best_params, result.test_scores, result.model.predict(new_df)
@@ -176,6 +172,9 @@ def tune(
 
     `build_model(hp)` replaces the model family with your own network: ask `hp.int`,
     `hp.float`, `hp.choice` for what to tune; `hp.input_dim` and `hp.output_dim` give shapes.
+
+    With `workers=N` the trials run in N processes sharing the study; with `backend="ray"` as
+    tasks on a Ray cluster (`address=...`, default: a local one). The final model is trained here.
     """
     if isinstance(data, str | Path):
         options["data"] = str(data)
@@ -183,79 +182,98 @@ def tune(
     cfg = make_config(config, target=target, **options)
     budget = Budget(cfg.search.timeout)
     optuna.logging.set_verbosity(logging.WARNING)
-    set_threads(cfg.training.threads)
+    execution = cfg.execution
+    parallel = execution.workers > 1 or execution.backend == "ray"
     device = pick_device(cfg.training.device)
 
     # Everything that can be wrong with the input is checked before anything is written.
-    source = data if data is not None else cfg.data.path
-    if source is None and cfg.data.dataset is None:
-        raise ConfigError("no data given: pass --data FILE or --dataset NAME (data.path in the config)")
-    table = load_tabular(source, cfg.data.target, y=y, dataset=cfg.data.dataset, task=cfg.data.task)
-    metric = get_metric(cfg.search.metric or default_metric(table.task), table.task)
-    space, fixed = _space_for(cfg, build_model)
-    sampler = make_sampler(cfg.search.strategy, cfg.seed, space, fixed)
-    pruner = make_pruner(cfg.search.pruner, int(fixed["max_epochs"]))
-    n_trials = cfg.search.trials or (None if cfg.search.timeout else 50)
-    train_rows, test_rows = split_train_test(table, cfg.data.test_size, cfg.seed)
-    folds = [encode_split(table, tr, va)
-             for tr, va in make_folds(table, train_rows, cfg.search.cv, cfg.data.val_size, cfg.seed)]
-
-    name = cfg.study or _study_name(table.name)
+    plan = prepare(cfg, data, y, build_model)
+    name = cfg.study or _study_name(plan.table.name)
     run_dir = Path(cfg.out or Path("runs") / name)
     url = storage_url(cfg.storage, run_dir)
+    job = WorkerJob(absolute_storage(url), name, data=data if plan.data_ref["kind"] == "memory" else None,
+                    y=y, build_model=build_model, threads=cfg.training.threads)
+    if parallel:
+        check_picklable(job)
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    study, created = open_study(name, get_storage(url), metric.direction, sampler, pruner,
+    storage = get_storage(url, execution.heartbeat, execution.retries)
+    study, created = open_study(name, storage, plan.metric.direction, plan.sampler(), plan.pruner(),
                                 cfg.resume)
     if created:
-        _describe_study(study, cfg, table.describe(), fixed, build_model)
+        _describe_study(study, cfg, plan.table.describe(), plan.fixed, build_model)
         if cfg.search.strategy != "grid":
-            for point in _starting_points(space):
+            for point in _starting_points(plan.space):
                 study.enqueue_trial(point, skip_if_exists=True)
-
-    objective = Objective(folds, table.task, len(table.classes), metric, space, fixed,
-                          build_model or cfg.model.family, device, cfg.seed,
-                          trial_deadline=budget.trial_deadline)
-    n_fold_rows = len(folds[0].y_train)
+    publish_run(study, plan, budget)
+    fail_dead_trials(study, execution.retries)  # trials of an earlier run of this study that was killed
     if on_start is not None:
-        on_start({"trials": n_trials, "timeout": cfg.search.timeout, "metric": metric.name,
-                  "study": name, "run_dir": str(run_dir), "done": finished_trials(study)})
+        on_start({"trials": plan.n_trials, "timeout": cfg.search.timeout, "metric": plan.metric.name,
+                  "study": name, "run_dir": str(run_dir), "done": finished_trials(study),
+                  "workers": execution.workers, "backend": execution.backend})
 
-    def plan_final(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        best = best_trial(study)
-        if best is not None:
-            budget.expect_final(_final_seconds(best, len(train_rows), n_fold_rows))
-
-    run_trials(study, objective, n_trials, budget.search_deadline,
-               callbacks=[plan_final, *callbacks])
+    if execution.backend == "ray":
+        run_ray(job, study, execution.address, execution.cpus_per_trial, execution.gpus_per_trial, callbacks)
+    elif parallel:
+        run_local(job, execution.workers, study, callbacks)
+    else:
+        set_threads(cfg.training.threads)
+        search(plan, study, budget, device, callbacks)
     best = best_trial(study)
     if best is None:
         states = count_states(study)
         raise NntuneError(f"no trial completed ({_states_text(states)}); see the trials' "
                           "fail_reason, or give a longer --timeout")
 
-    del objective, folds  # the search's encoded folds are not needed for the final model
-    params = {**fixed, **best.params}
-    epochs = _final_epochs(best, len(train_rows), n_fold_rows, int(fixed["max_epochs"]))
+    if parallel:
+        set_threads(cfg.training.threads)  # the final model has the machine to itself
+    params = {**plan.fixed, **best.params}
+    epochs = final_epochs(best, len(plan.train_rows), fold_rows(plan), int(plan.fixed["max_epochs"]))
     module, params, head, preprocessor, test_scores = _train_final(
-        table, train_rows, test_rows, params, epochs, build_model or cfg.model.family, device,
+        plan.table, plan.train_rows, plan.test_rows, params, epochs, plan.model, device,
         cfg.seed, budget.deadline)
 
+    table = plan.table
     info = {"family": "custom" if build_model else cfg.model.family, "params": params,
             "input_dim": len(preprocessor.get_feature_names_out()), "task": table.task, "target": table.target,
-            "classes": table.classes, "metric": metric.name, "study": name, "epochs": epochs}
+            "classes": table.classes, "metric": plan.metric.name, "study": name, "epochs": epochs}
     model = Predictor(module, preprocessor, head, table.schema, info)
     model_dir = model.save(run_dir / "model", scores={
-        "test_scores": test_scores, "metric": metric.name, "best_value": best.value,
+        "test_scores": test_scores, "metric": plan.metric.name, "best_value": best.value,
         "best_std": best.user_attrs.get("score_std")})
     result = TuneResult(
         study=study, best_trial=best, best_params=dict(best.params), best_value=float(best.value),
-        best_std=best.user_attrs.get("score_std"), metric=metric.name,
-        direction=metric.direction, test_scores=test_scores, model=model, model_dir=model_dir,
+        best_std=best.user_attrs.get("score_std"), metric=plan.metric.name,
+        direction=plan.metric.direction, test_scores=test_scores, model=model, model_dir=model_dir,
         run_dir=run_dir, n_trials=count_states(study), seconds=budget.elapsed(), storage=url,
         data=table.describe())
     write_json(run_dir / "result.json", result.to_json())
     return result
+
+
+def worker(
+    storage: str,
+    study: str,
+    *,
+    data: str | Path | pd.DataFrame | np.ndarray | None = None,
+    y: np.ndarray | pd.Series | None = None,
+    build_model: BuildModel | None = None,
+    timeout: float | None = None,
+    threads: int | None = None,
+    callbacks: Sequence[TrialCallback] = (),
+) -> int:
+    """Join a running study as one more worker; returns the number of trials it ran.
+
+    The study holds its config, data reference (checked by checksum) and trial budget, so
+    the storage URL and study name are enough; `data` only overrides where the data is read
+    from (or supplies in-memory data), and `build_model` is needed for custom-model studies.
+
+    >>> nntune.worker("postgresql://db-host/nntune", "churn")
+    """
+    if isinstance(data, Path):
+        data = str(data)
+    return run_worker(WorkerJob(absolute_storage(storage), study, data=data, y=y, build_model=build_model,
+                                threads=threads, timeout=timeout), callbacks)
 
 
 def _train_final(table: TabularData, train_rows: np.ndarray, test_rows: np.ndarray,
@@ -278,33 +296,6 @@ def _train_final(table: TabularData, train_rows: np.ndarray, test_rows: np.ndarr
     return module, params, head, final.preprocessor, test_scores
 
 
-def _space_for(cfg: RunConfig, build_model: BuildModel | None) -> tuple[dict, dict]:
-    """The run's search space and fixed values: family + recipe defaults, then the user's."""
-    training = cfg.training
-    fixed_defaults = {
-        **RECIPE_DEFAULTS,
-        "max_epochs": training.max_epochs, "patience": training.early_stopping.patience,
-        "min_delta": training.early_stopping.min_delta,
-        "restore_best": training.early_stopping.restore_best, "loss": training.loss,
-        "label_smoothing": training.label_smoothing, "class_weight": training.class_weight,
-        "clip_norm": training.clip_norm, "clip_value": training.clip_value,
-    }
-    default_space = dict(RECIPE_SPACE)
-    if build_model is None:
-        family = get_family(cfg.model.family)
-        fixed_defaults = {**family.defaults, **fixed_defaults}
-        default_space = {**family.space, **default_space}
-    space, fixed = resolve_space(default_space, cfg.search.space, cfg.search.space_mode)
-    fixed = {**{k: v for k, v in fixed_defaults.items() if k not in space}, **fixed}
-    for name, accepted in KNOWN_CHOICES.items():
-        if name in space and space[name].choices is not None:
-            for choice in space[name].choices:
-                check_choice(f"search.space.{name} choice", choice, accepted)
-        if name in fixed:
-            check_choice(name, fixed[name], accepted)
-    return space, fixed
-
-
 def _starting_points(space: dict) -> list[dict[str, Any]]:
     """The starting recipes, restricted to parameters searched and values inside the space."""
     points = []
@@ -322,23 +313,6 @@ def _starting_points(space: dict) -> list[dict[str, Any]]:
         if point:
             points.append(point)
     return points
-
-
-def _final_epochs(best: optuna.trial.FrozenTrial, n_train: int, n_fold_train: int,
-                  max_epochs: int) -> int:
-    """Epochs for the final retrain: the best trial's early-stopped epoch count, scaled up a
-    little for the larger training set, as the number of updates grows with it."""
-    epochs = float(best.user_attrs.get("epochs", max_epochs))
-    return max(1, min(max_epochs, round(epochs * n_train / max(1, n_fold_train))))
-
-
-def _final_seconds(best: optuna.trial.FrozenTrial, n_train: int, n_fold_train: int) -> float:
-    runs = best.user_attrs.get("epochs_run") or [1]
-    per_epoch = best.user_attrs.get("train_seconds", 1.0) / max(1, sum(runs))
-    epochs = float(best.user_attrs.get("epochs", 1))
-    # More rows per epoch and proportionally more epochs: the cost grows with the square of
-    # the ratio. per_epoch includes validation, which the final fit skips: that is the margin.
-    return per_epoch * epochs * (n_train / max(1, n_fold_train)) ** 2 + 0.5
 
 
 def _describe_study(study: optuna.Study, cfg: RunConfig, data: dict, fixed: dict,

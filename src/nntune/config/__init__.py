@@ -5,6 +5,7 @@ from ._load import build_config, load_config, merge, read_yaml
 from ._models import (
     DataConfig,
     EarlyStoppingConfig,
+    ExecutionConfig,
     ModelConfig,
     RunConfig,
     SearchConfig,
@@ -13,7 +14,7 @@ from ._models import (
 from ._space import ParamSpec, Scalar, SpaceEntry
 
 __all__ = [
-    "DataConfig", "EarlyStoppingConfig", "ModelConfig", "ParamSpec", "RunConfig", "Scalar",
+    "DataConfig", "EarlyStoppingConfig", "ExecutionConfig", "ModelConfig", "ParamSpec", "RunConfig", "Scalar",
     "SearchConfig", "SpaceEntry", "TrainingConfig", "build_config", "load_config", "merge",
     "parse_duration", "read_yaml",
 ]

@@ -66,6 +66,17 @@ class SearchConfig(_Section):
             raise ValueError(str(exc)) from None
 
 
+class ExecutionConfig(_Section):
+    workers: int = Field(1, ge=1, description="trial processes sharing the study (local backend)")
+    backend: Literal["local", "ray"] = Field("local", description="local processes, or tasks on a Ray cluster")
+    address: str | None = Field(None, description="Ray cluster: auto or HOST:PORT; unset starts a local one")
+    cpus_per_trial: float = Field(1.0, gt=0, description="Ray: CPUs reserved per trial (torch threads)")
+    gpus_per_trial: float = Field(0.0, ge=0, description="Ray: GPUs reserved per trial")
+    heartbeat: float = Field(10.0, gt=0, description="seconds between a running trial's heartbeats "
+                             "(database storage); a trial silent for 3 heartbeats is failed and retried")
+    retries: int = Field(2, ge=0, description="times a trial whose worker died is run again")
+
+
 class RunConfig(_Section):
     """A whole tuning run, as written in a YAML file."""
 
@@ -73,7 +84,9 @@ class RunConfig(_Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
-    storage: str | None = Field(None, description="SQLAlchemy URL; default: sqlite in the run directory")
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+    storage: str | None = Field(None, description="SQLAlchemy URL (sqlite:///..., postgresql://...) or a "
+                                "*.journal file; default: sqlite in the run directory")
     study: str | None = Field(None, description="study name (default: the data's name)")
     out: str | None = Field(None, description="run directory (default: runs/<study>)")
     resume: bool = Field(False, description="continue the study of this name, or start it")

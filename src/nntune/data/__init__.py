@@ -1,8 +1,9 @@
 """Data: read tables, detect the task, split without leakage, fit preprocessing on training rows."""
 
+from ._fingerprint import check_same_data, data_reference, file_sha256, memory_sha256
 from ._preprocess import make_preprocessor, transform
 from ._schema import Schema, conform, infer_schema
-from ._sources import BUILTIN_DATASETS, as_table, read_table
+from ._sources import BUILTIN_DATASETS, as_table, fetch, is_url, read_table
 from ._tabular import (
     EncodedSplit,
     TabularData,
@@ -14,7 +15,8 @@ from ._tabular import (
 from ._task import TASKS, detect_task
 
 __all__ = [
-    "BUILTIN_DATASETS", "TASKS", "EncodedSplit", "Schema", "TabularData", "as_table", "conform",
-    "detect_task", "encode_split", "infer_schema", "load_tabular", "make_folds",
+    "BUILTIN_DATASETS", "TASKS", "EncodedSplit", "Schema", "TabularData", "as_table",
+    "check_same_data", "conform", "data_reference", "detect_task", "fetch", "file_sha256", "is_url",
+    "memory_sha256", "encode_split", "infer_schema", "load_tabular", "make_folds",
     "make_preprocessor", "read_table", "split_train_test", "transform",
 ]

@@ -13,21 +13,49 @@ BUILTIN_DATASETS = ("digits", "breast_cancer", "wine", "iris", "diabetes")
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq")
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV, TSV or Parquet file into a DataFrame, with errors that name the file."""
-    path = Path(path)
+def is_url(path: str | Path) -> bool:
+    return isinstance(path, str) and path.split("://", 1)[0] in ("http", "https")
+
+
+def fetch(url: str) -> bytes:
+    """The bytes behind an http(s) URL, with an error that names it."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            return response.read()
+    except Exception as exc:
+        raise DataError(f"data URL '{url}' could not be fetched: {exc}".splitlines()[0]) from None
+
+
+def read_table(path: str | Path, content: bytes | None = None) -> pd.DataFrame:
+    """Read a CSV, TSV or Parquet file (or http(s) URL) into a DataFrame, with errors that
+    name the file. `content`: the file's bytes when they are already in memory."""
+    if is_url(path):
+        content = fetch(str(path)) if content is None else content
+        path = Path(str(path).split("?", 1)[0].rsplit("/", 1)[-1] or "data.csv")
+    else:
+        path = Path(path)
+    if content is not None:
+        import io
+
+        return _parse(path, io.BytesIO(content))
     if not path.exists():
         raise DataError(f"data file '{path}' does not exist")
     if path.is_dir():
         raise DataError(f"data path '{path}' is a directory; expected a {'/'.join(TABLE_SUFFIXES)} file")
+    return _parse(path, path)
+
+
+def _parse(path: Path, source) -> pd.DataFrame:
     suffix = path.suffix.lower()
     try:
         if suffix in (".parquet", ".pq"):
-            frame = pd.read_parquet(path)
+            frame = pd.read_parquet(source)
         elif suffix in (".csv", ".txt"):
-            frame = pd.read_csv(path, sep=None, engine="python") if suffix == ".txt" else pd.read_csv(path)
+            frame = pd.read_csv(source, sep=None, engine="python") if suffix == ".txt" else pd.read_csv(source)
         elif suffix == ".tsv":
-            frame = pd.read_csv(path, sep="\t")
+            frame = pd.read_csv(source, sep="\t")
         else:
             raise DataError(
                 f"data file '{path}' has suffix '{suffix}'; accepted: {', '.join(TABLE_SUFFIXES)}"

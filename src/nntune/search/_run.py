@@ -1,4 +1,17 @@
-"""The trial loop: run until the trial budget is spent or the time to stop has come."""
+"""The trial loop: run until the trial budget is spent or the time to stop has come.
+
+The same loop runs in one process or in many at once on a shared study (worker processes,
+Ray tasks, `nntune worker` on other machines). Everything it decides on is read from the
+storage, so that N workers together run exactly the trials asked for:
+
+- a worker stops once the trials that count toward the budget reach `n_trials`;
+- while the remaining trials are all running elsewhere, it waits instead of starting more,
+  because a running trial may still die and be queued again;
+- running trials whose worker died are failed and queued again (heartbeats for database
+  storage, a process check for workers on this host);
+- two workers that start the last trial at the same moment: the later one is marked failed
+  as `surplus` before it trains, and does not count.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +22,75 @@ from collections.abc import Callable, Sequence
 import optuna
 
 from ..errors import TrialFailed
-from ._study import finished_trials
+from ._study import TrialState, counts_toward_budget, fail_dead_trials, worker_identity
 
 TrialCallback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
+POLL_SECONDS = 1.0
+
+
+class _Loop:
+    def __init__(self, study: optuna.Study, objective: Callable[[optuna.Trial], float],
+                 n_trials: int | None, stop_at: Callable[[], float | None],
+                 callbacks: Sequence[TrialCallback], retries: int | None) -> None:
+        self.study, self.objective, self.n_trials = study, objective, n_trials
+        self.stop_at, self.callbacks, self.retries = stop_at, callbacks, retries
+        self.worker = worker_identity()
+        self.paused = False
+        self.ran = 0
+
+    def state(self) -> str:
+        """'done' (budget spent), 'due' (out of time), 'wait' (the rest is running) or 'go'."""
+        trials = self.study.get_trials(deepcopy=False)
+        counted = sum(counts_toward_budget(t) for t in trials)
+        if self.n_trials is not None and counted >= self.n_trials:
+            return "done"
+        due = self.stop_at()
+        if due is not None and time.monotonic() >= due:
+            if self.ran or any(t.state == TrialState.COMPLETE for t in trials):
+                return "due"
+            # Without any complete trial there is no model yet: one trial runs (cut short).
+        running = sum(t.state == TrialState.RUNNING for t in trials)
+        if self.n_trials is not None and counted + running >= self.n_trials:
+            return "wait"
+        return "go"
+
+    def clean(self) -> None:
+        fail_dead_trials(self.study, self.retries)
+        optuna.storages.fail_stale_trials(self.study)  # no-op without heartbeats
+
+    def guarded(self, trial: optuna.Trial) -> float:
+        trial.set_user_attr("worker", self.worker)
+        if self.n_trials is not None:
+            earlier = self.study.get_trials(deepcopy=False)
+            claimed = sum(counts_toward_budget(t) or (t.state == TrialState.RUNNING and t.number < trial.number)
+                          for t in earlier)
+            if claimed >= self.n_trials:
+                trial.set_user_attr("surplus", True)
+                raise TrialFailed(f"surplus: the study's {self.n_trials} trials were all taken "
+                                  "when this one started")
+        return self.objective(trial)
+
+    def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self.ran += 1
+        self.clean()
+        if self.state() != "go":
+            self.paused = True
+            study.stop()
+
+    def run(self) -> None:
+        while True:
+            self.clean()
+            state = self.state()
+            if state in ("done", "due"):
+                return
+            if state == "wait":
+                time.sleep(POLL_SECONDS)
+                continue
+            self.paused = False
+            self.study.optimize(self.guarded, n_trials=None, catch=(TrialFailed,),
+                                callbacks=[*self.callbacks, self.after_trial], gc_after_trial=False)
+            if not self.paused:
+                return  # the sampler stopped the study (a grid is exhausted)
 
 
 def run_trials(
@@ -20,27 +99,15 @@ def run_trials(
     n_trials: int | None,
     stop_at: Callable[[], float | None],
     callbacks: Sequence[TrialCallback] = (),
+    retries: int | None = 2,
 ) -> None:
-    """Run trials until `n_trials` are finished in the study (earlier ones count) or the
-    time `stop_at()` returns (time.monotonic) has passed. Failed trials do not stop the loop."""
-    remaining = None if n_trials is None else max(0, n_trials - finished_trials(study))
-    if remaining == 0:
-        return
-
-    def stop_when_due(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        due = stop_at()
-        if due is not None and time.monotonic() >= due:
-            study.stop()
-
+    """Run trials until `n_trials` count in the study (earlier ones and other workers' too) or
+    the time `stop_at()` returns (time.monotonic) has passed. Failed trials do not stop the loop;
+    trials of dead workers are queued again up to `retries` times."""
     optuna_logger = logging.getLogger("optuna")
     level = optuna_logger.level
     optuna_logger.setLevel(logging.ERROR)  # failed trials are reported by nntune, not logged twice
     try:
-        due = stop_at()
-        has_complete = bool(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
-        if due is not None and time.monotonic() >= due and has_complete:
-            return  # out of time; without any complete trial, one still runs (cut short)
-        study.optimize(objective, n_trials=remaining, catch=(TrialFailed,),
-                       callbacks=[*callbacks, stop_when_due], gc_after_trial=False)
+        _Loop(study, objective, n_trials, stop_at, callbacks, retries).run()
     finally:
         optuna_logger.setLevel(level)

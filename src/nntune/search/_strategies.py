@@ -43,9 +43,18 @@ STRATEGIES: dict[str, SamplerFactory] = {
 }
 
 
+# Strategies that walk one shared sequence: every worker must use the same seed, so that the
+# workers take turns along it (the grid and Sobol samplers keep their place in the storage).
+SHARED_SEQUENCE = ("grid", "qmc")
+
+
 def make_sampler(strategy: str | optuna.samplers.BaseSampler, seed: int, space: Space,
-                 fixed: dict | None = None) -> optuna.samplers.BaseSampler:
+                 fixed: dict | None = None, worker: int = 0) -> optuna.samplers.BaseSampler:
+    """The sampler of `strategy`. `worker` numbers the processes sharing a study: each draws
+    from its own random stream, so that parallel workers do not propose the same points."""
     if isinstance(strategy, optuna.samplers.BaseSampler):
         return strategy
     check_choice("strategy", strategy, STRATEGIES)
+    if worker and strategy not in SHARED_SEQUENCE:
+        seed = seed + 7919 * worker
     return STRATEGIES[strategy](seed, space, fixed or {})

@@ -1,34 +1,87 @@
-"""Study storage: Optuna's RDB storage (SQLite in the run directory unless a URL is given)."""
+"""Study storage: Optuna's RDB storage (SQLite in the run directory unless a URL is given,
+PostgreSQL for several machines) or Optuna's journal file storage.
+
+Several processes may work on one study at once. What they share lives in the storage only:
+which trials count toward the budget, which running trials belong to a dead worker.
+"""
 
 from __future__ import annotations
 
+import os
+import socket
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import optuna
 
 from ..errors import ConfigError, StudyExistsError
 
-FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
-            optuna.trial.TrialState.FAIL)
+TrialState = optuna.trial.TrialState
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+JOURNAL_SUFFIXES = (".journal", ".log")
+# SQLite serialises writers; several workers wait for each other's short transactions instead
+# of failing with "database is locked" after the driver's default of 5 seconds.
+SQLITE_BUSY_SECONDS = 120
 
 
 def storage_url(storage: str | None, run_dir: Path) -> str:
-    """The storage URL for a run: the given SQLAlchemy URL, or `sqlite:///<run_dir>/study.db`."""
+    """The storage of a run: a SQLAlchemy URL, a journal file (`*.journal`), or by default
+    `sqlite:///<run_dir>/study.db`."""
     if storage:
-        if "://" not in storage:
-            raise ConfigError(
-                f"storage must be a SQLAlchemy URL such as sqlite:///study.db or "
-                f"postgresql://host/db; got '{storage}'")
-        return storage
+        if "://" in storage or is_journal(storage):
+            return storage
+        raise ConfigError(
+            f"storage must be a SQLAlchemy URL such as sqlite:///study.db or "
+            f"postgresql://host/db, or a journal file ending in .journal; got '{storage}'")
     return f"sqlite:///{(run_dir / 'study.db').as_posix()}"
 
 
-def get_storage(url: str) -> optuna.storages.BaseStorage:
+def is_journal(url: str) -> bool:
+    return "://" not in url and url.endswith(JOURNAL_SUFFIXES)
+
+
+def absolute_storage(url: str) -> str:
+    """The same storage with a relative file path made absolute, for processes that start
+    in another directory (Ray's workers do)."""
+    if is_journal(url):
+        return str(Path(url).resolve())
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        path = url.removeprefix("sqlite:///")
+        if path and path != ":memory:":
+            return f"sqlite:///{Path(path).resolve().as_posix()}"
+    return url
+
+
+def get_storage(url: str, heartbeat: float | None = None,
+                retries: int | None = None) -> optuna.storages.BaseStorage:
+    """Open a storage. With `heartbeat` (seconds), a running trial writes a heartbeat that
+    often, and one silent for three heartbeats is failed and queued again (up to `retries`
+    times) by whichever worker notices it first: Optuna's own mechanism, database storage only."""
+    if is_journal(url):
+        path = Path(url)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": SQLITE_BUSY_SECONDS}}
+    if heartbeat is not None:
+        interval = max(1, round(heartbeat))
+        kwargs.update(heartbeat_interval=interval, grace_period=3 * interval,
+                      heartbeat_stale_trial_callback=retry_callback(retries))
     try:
-        return optuna.storages.RDBStorage(url, heartbeat_interval=None)
+        return optuna.storages.RDBStorage(url, **kwargs)
+    except ImportError:
+        raise ConfigError(f"storage '{url}' needs a database driver that is not installed: "
+                          "pip install 'nntune[postgres]' for PostgreSQL") from None
     except Exception as exc:
         raise ConfigError(f"storage '{url}' cannot be opened: {str(exc).splitlines()[0]}") from None
+
+
+def retry_callback(retries: int | None) -> optuna.storages.RetryHeartbeatStaleTrialCallback:
+    return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=retries)
 
 
 def study_exists(storage: optuna.storages.BaseStorage, name: str) -> bool:
@@ -73,8 +126,61 @@ def count_states(study: optuna.Study) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+def counts_toward_budget(trial: optuna.trial.FrozenTrial) -> bool:
+    """Complete, pruned and failed trials use up the trial budget; a trial whose worker died
+    (failed without a reason, and queued again) and a surplus one (see run_trials) do not."""
+    if trial.state == TrialState.FAIL:
+        return "fail_reason" in trial.user_attrs and not trial.user_attrs.get("surplus")
+    return trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
+
+
 def finished_trials(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=FINISHED))
+    """Trials that count toward the budget (see counts_toward_budget)."""
+    return sum(counts_toward_budget(t) for t in study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def worker_identity() -> dict[str, Any]:
+    """Who runs a trial: host, process id and the process's start time (pids are reused)."""
+    import psutil
+
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": pid,
+            "started": round(psutil.Process(pid).create_time(), 2)}
+
+
+def _alive(worker: dict[str, Any]) -> bool:
+    import psutil
+
+    try:
+        return abs(psutil.Process(int(worker["pid"])).create_time() - float(worker["started"])) < 1.0
+    except (psutil.Error, KeyError, TypeError, ValueError):
+        return False
+
+
+def fail_dead_trials(study: optuna.Study, retries: int | None) -> list[int]:
+    """Fail the running trials of workers on this host that no longer exist, and queue each
+    again (up to `retries` times). Returns their numbers.
+
+    Heartbeats find dead workers on any host, but only after their grace period and only in a
+    database; a process on this host can be checked at once, which lets a killed run resume
+    immediately and works with the journal file storage too.
+    """
+    host = socket.gethostname()
+    storage = study._storage
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = trial.user_attrs.get("worker")
+        if not isinstance(worker, dict) or worker.get("host") != host or _alive(worker):
+            continue
+        try:
+            if storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                failed.append(trial._trial_id)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # another worker got there first
+    retry = retry_callback(retries)
+    for trial_id in failed:
+        retry(study, storage.get_trial(trial_id))
+    return [storage.get_trial(i).number for i in failed]
 
 
 def trial_records(storage: str, study_name: str) -> list[dict]:

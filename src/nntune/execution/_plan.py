@@ -1,0 +1,171 @@
+"""A run's plan: the data, split and space a search needs, built the same way by the driver
+and by every worker that joins its study, so that all of them score trials on the same folds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+from torch import nn
+
+from ..config import RunConfig
+from ..data import (
+    EncodedSplit,
+    TabularData,
+    data_reference,
+    encode_split,
+    fetch,
+    is_url,
+    load_tabular,
+    make_folds,
+    read_table,
+    split_train_test,
+)
+from ..errors import ConfigError, check_choice
+from ..models import get_family
+from ..models import mlp as mlp_family
+from ..search import (
+    HyperParameters,
+    ModelSource,
+    Objective,
+    Space,
+    TrialCallback,
+    best_trial,
+    make_pruner,
+    make_sampler,
+    resolve_space,
+    run_trials,
+)
+from ..training import DEFAULTS as RECIPE_DEFAULTS
+from ..training import LOSSES, OPTIMIZERS, SCHEDULES, Metric, default_metric, get_metric
+from ..training import SPACE as RECIPE_SPACE
+from ._budget import Budget
+
+BuildModel = Callable[[HyperParameters], nn.Module]
+
+# Names whose values must come from a known list, checked before any trial runs.
+KNOWN_CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "loss": LOSSES,
+                 "activation": tuple(mlp_family.ACTIVATIONS), "init": mlp_family.INITS,
+                 "norm": mlp_family.NORMS}
+
+
+@dataclass
+class Plan:
+    cfg: RunConfig
+    table: TabularData
+    metric: Metric
+    space: Space
+    fixed: dict[str, Any]
+    model: ModelSource
+    n_trials: int | None
+    train_rows: np.ndarray
+    test_rows: np.ndarray
+    data_ref: dict[str, Any] = field(default_factory=dict)
+
+    def folds(self) -> list[EncodedSplit]:
+        cfg = self.cfg
+        return [encode_split(self.table, tr, va)
+                for tr, va in make_folds(self.table, self.train_rows, cfg.search.cv, cfg.data.val_size, cfg.seed)]
+
+    def sampler(self, worker: int = 0) -> optuna.samplers.BaseSampler:
+        return make_sampler(self.cfg.search.strategy, self.cfg.seed, self.space, self.fixed, worker=worker)
+
+    def pruner(self) -> optuna.pruners.BasePruner:
+        return make_pruner(self.cfg.search.pruner, int(self.fixed["max_epochs"]))
+
+
+def prepare(cfg: RunConfig, data: Any = None, y: Any = None, build_model: BuildModel | None = None) -> Plan:
+    """Check and load everything a search needs; raises nntune's errors on bad input."""
+    source = data if data is not None else cfg.data.path
+    if source is None and cfg.data.dataset is None:
+        raise ConfigError("no data given: pass --data FILE or --dataset NAME (data.path in the config)")
+    content = fetch(str(source)) if isinstance(source, str) and is_url(source) else None
+    if content is not None:
+        table = load_tabular(read_table(str(source), content), cfg.data.target, task=cfg.data.task)
+        table.name = Path(str(source).split("?", 1)[0]).stem
+    else:
+        table = load_tabular(source, cfg.data.target, y=y, dataset=cfg.data.dataset, task=cfg.data.task)
+    ref = data_reference(source, cfg.data.dataset, y=y, content=content)
+    metric = get_metric(cfg.search.metric or default_metric(table.task), table.task)
+    space, fixed = space_for(cfg, build_model)
+    make_sampler(cfg.search.strategy, cfg.seed, space, fixed)  # a bad strategy fails here, early
+    make_pruner(cfg.search.pruner, int(fixed["max_epochs"]))
+    n_trials = cfg.search.trials or (None if cfg.search.timeout else 50)
+    train_rows, test_rows = split_train_test(table, cfg.data.test_size, cfg.seed)
+    return Plan(cfg, table, metric, space, fixed, build_model or cfg.model.family, n_trials,
+                train_rows, test_rows, ref)
+
+
+def space_for(cfg: RunConfig, build_model: BuildModel | None) -> tuple[Space, dict[str, Any]]:
+    """The run's search space and fixed values: family + recipe defaults, then the user's."""
+    training = cfg.training
+    fixed_defaults = {
+        **RECIPE_DEFAULTS,
+        "max_epochs": training.max_epochs, "patience": training.early_stopping.patience,
+        "min_delta": training.early_stopping.min_delta,
+        "restore_best": training.early_stopping.restore_best, "loss": training.loss,
+        "label_smoothing": training.label_smoothing, "class_weight": training.class_weight,
+        "clip_norm": training.clip_norm, "clip_value": training.clip_value,
+    }
+    default_space = dict(RECIPE_SPACE)
+    if build_model is None:
+        family = get_family(cfg.model.family)
+        fixed_defaults = {**family.defaults, **fixed_defaults}
+        default_space = {**family.space, **default_space}
+    space, fixed = resolve_space(default_space, cfg.search.space, cfg.search.space_mode)
+    fixed = {**{k: v for k, v in fixed_defaults.items() if k not in space}, **fixed}
+    for name, accepted in KNOWN_CHOICES.items():
+        if name in space and space[name].choices is not None:
+            for choice in space[name].choices:
+                check_choice(f"search.space.{name} choice", choice, accepted)
+        if name in fixed:
+            check_choice(name, fixed[name], accepted)
+    return space, fixed
+
+
+def search(plan: Plan, study: optuna.Study, budget: Budget, device: torch.device,
+           callbacks: Sequence[TrialCallback] = ()) -> None:
+    """Run this process's share of the study's trials, within the budget."""
+    folds = plan.folds()
+    objective = Objective(folds, plan.table.task, len(plan.table.classes), plan.metric, plan.space,
+                          plan.fixed, plan.model, device, plan.cfg.seed,
+                          trial_deadline=budget.trial_deadline)
+    n_fold_rows = len(folds[0].y_train)
+
+    def plan_final(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        best = best_trial(study)
+        if best is not None:
+            budget.expect_final(final_seconds(best, len(plan.train_rows), n_fold_rows))
+
+    run_trials(study, objective, plan.n_trials, budget.search_deadline,
+               callbacks=[plan_final, *callbacks], retries=plan.cfg.execution.retries)
+
+
+def fold_rows(plan: Plan) -> int:
+    """Training rows of one fold (as `folds()` makes them), without encoding anything."""
+    train, _ = next(iter(make_folds(plan.table, plan.train_rows, plan.cfg.search.cv,
+                                    plan.cfg.data.val_size, plan.cfg.seed)))
+    return len(train)
+
+
+def final_epochs(best: optuna.trial.FrozenTrial, n_train: int, n_fold_train: int, max_epochs: int) -> int:
+    """Epochs for the final retrain: the best trial's early-stopped epoch count, scaled up a
+    little for the larger training set, as the number of updates grows with it."""
+    epochs = float(best.user_attrs.get("epochs", max_epochs))
+    return max(1, min(max_epochs, round(epochs * n_train / max(1, n_fold_train))))
+
+
+def final_seconds(best: optuna.trial.FrozenTrial, n_train: int, n_fold_train: int) -> float:
+    runs = best.user_attrs.get("epochs_run") or [1]
+    per_epoch = best.user_attrs.get("train_seconds", 1.0) / max(1, sum(runs))
+    epochs = float(best.user_attrs.get("epochs", 1))
+    # More rows per epoch and proportionally more epochs: the cost grows with the square of
+    # the ratio. per_epoch includes validation, which the final fit skips: that is the margin.
+    return per_epoch * epochs * (n_train / max(1, n_fold_train)) ** 2 + 0.5
+

@@ -1,0 +1,183 @@
+"""Workers: processes that run trials of a study they find in a shared storage.
+
+A study carries everything a worker needs (its config, a reference to its data with a
+checksum, the trial budget and the run's deadline), so a worker is started with a storage URL
+and a study name only: in a local process (`--workers N`), as a Ray task (`--backend ray`), or
+on any machine that reaches the storage (`nntune worker`).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import optuna
+
+from ..config import build_config
+from ..data import check_same_data
+from ..errors import ConfigError, NntuneError
+from ..search import FINISHED, TrialCallback, get_storage
+from ..training import idle_cores, pick_device, set_threads
+from ._budget import Budget
+from ._plan import BuildModel, Plan, prepare, search
+
+
+@dataclass
+class WorkerJob:
+    """What a worker is told: where the study is, and optionally the data and model builder
+    (needed only when the study was started on in-memory data or a custom `build_model`)."""
+
+    storage: str
+    study: str
+    data: Any = None
+    y: Any = None
+    build_model: BuildModel | None = None
+    threads: int | None = None
+    index: int = 0  # numbers the workers of one run: each samples from its own random stream
+    timeout: float | None = None  # seconds from the worker's start; default: the run's deadline
+
+
+def publish_run(study: optuna.Study, plan: Plan, budget: Budget) -> None:
+    """Store what joining workers need; called by the driver each time it (re)starts."""
+    study.set_user_attr("data_ref", plan.data_ref)
+    study.set_user_attr("n_trials", plan.n_trials)
+    study.set_user_attr("run", {"started": time.time() - budget.elapsed(), "timeout": budget.timeout})
+
+
+def run_worker(job: WorkerJob, callbacks: Sequence[TrialCallback] = ()) -> int:
+    """Join the study and run trials until it has its trials or its time is up.
+    Returns the number of trials this worker finished."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    probe = get_storage(job.storage)
+    try:
+        attrs = optuna.load_study(study_name=job.study, storage=probe).user_attrs
+    except KeyError:
+        raise ConfigError(f"study '{job.study}' is not in storage '{job.storage}'") from None
+    if "config" not in attrs or "data_ref" not in attrs:
+        raise ConfigError(f"study '{job.study}' was not started by nntune tune; there is nothing to join")
+    cfg = build_config(attrs["config"])
+    ref = attrs["data_ref"]
+    data = job.data
+    if data is None:
+        if ref["kind"] == "memory":
+            raise ConfigError(
+                f"study '{job.study}' was started on in-memory data; a worker cannot read it: start "
+                "the study from a file (--data PATH) or pass the data to nntune.worker(..., data=...)")
+        data = ref.get("path") or ref.get("url")
+    if attrs.get("family") == "custom" and job.build_model is None:
+        raise ConfigError(f"study '{job.study}' tunes a custom build_model; join it from Python with "
+                          "nntune.worker(storage, study, build_model=...)")
+    plan = prepare(cfg, data, job.y, job.build_model)
+    check_same_data(ref, plan.data_ref)
+    plan.n_trials = attrs.get("n_trials", plan.n_trials)
+
+    heartbeat = cfg.execution.heartbeat
+    study = optuna.load_study(study_name=job.study, storage=get_storage(job.storage, heartbeat, cfg.execution.retries),
+                              sampler=plan.sampler(job.index), pruner=plan.pruner())
+    set_threads(job.threads if job.threads is not None else cfg.training.threads)
+    budget = _budget(attrs.get("run") or {}, job.timeout)
+    ran = [0]
+
+    def count(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        ran[0] += 1
+
+    search(plan, study, budget, pick_device(cfg.training.device), callbacks=[count, *callbacks])
+    return ran[0]
+
+
+def _budget(run: dict[str, Any], timeout: float | None) -> Budget:
+    if timeout is not None:
+        return Budget(timeout)
+    if run.get("timeout") is None:
+        return Budget(None)
+    # The run's clock started in the driver; time.time() is the clock all machines share.
+    started = time.monotonic() - max(0.0, time.time() - float(run["started"]))
+    return Budget(float(run["timeout"]), started=started)
+
+
+def worker_threads(workers: int, threads: int | None) -> int:
+    """Torch threads per worker: the given number, or the idle cores shared among them."""
+    return threads if threads is not None else max(1, idle_cores() // workers)
+
+
+def _local_worker(job: WorkerJob, errors: Any) -> None:
+    """Body of a spawned worker process; its failure is reported back as one line."""
+    try:
+        run_worker(job)
+    except NntuneError as exc:
+        errors.put(str(exc))
+        sys.exit(2)
+    except BaseException as exc:  # noqa: BLE001  (reported to the driver, which decides)
+        errors.put(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+        sys.exit(1)
+
+
+def check_picklable(job: WorkerJob) -> None:
+    """Worker processes receive the job pickled: a lambda or a function defined inside
+    another cannot be sent, so say so before anything starts."""
+    try:
+        pickle.dumps(job.build_model)
+    except Exception:
+        raise ConfigError("build_model must be a module-level function to run in worker processes "
+                          f"(got {getattr(job.build_model, '__qualname__', job.build_model)!r})") from None
+
+
+def run_local(job: WorkerJob, workers: int, study: optuna.Study,
+              callbacks: Sequence[TrialCallback] = ()) -> None:
+    """Run `workers` worker processes on this machine and wait for them, reporting each
+    finished trial to `callbacks` as it appears in the storage."""
+    check_picklable(job)
+    threads = worker_threads(workers, job.threads)
+    # spawn, not fork: a forked child inherits the parent's thread pools in an unusable state.
+    context = multiprocessing.get_context("spawn")
+    errors = context.Queue()
+    processes = [context.Process(target=_local_worker, args=(replace(job, index=i + 1, threads=threads), errors),
+                                 name=f"nntune-worker-{i + 1}", daemon=True) for i in range(workers)]
+    for process in processes:
+        process.start()
+    try:
+        watch(study, lambda: any(p.is_alive() for p in processes), callbacks)
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+            process.join()
+    _raise_if_no_result(study, _drain(errors))
+
+
+def watch(study: optuna.Study, running: Callable[[], bool], callbacks: Sequence[TrialCallback],
+          poll: float = 1.0) -> None:
+    """Call `callbacks` for trials other processes finish, until `running()` turns false."""
+    seen = {t.number for t in study.get_trials(deepcopy=False, states=FINISHED)}
+    while True:
+        alive = running()
+        for trial in study.get_trials(deepcopy=False, states=FINISHED):
+            if trial.number not in seen:
+                seen.add(trial.number)
+                for callback in callbacks:
+                    callback(study, trial)
+        if not alive:
+            return
+        time.sleep(poll)
+
+
+def _drain(queue: Any) -> list[str]:
+    messages = []
+    while True:
+        try:
+            messages.append(queue.get(timeout=0.1))
+        except Exception:  # queue.Empty
+            return messages
+
+
+def _raise_if_no_result(study: optuna.Study, messages: list[str]) -> None:
+    """Workers that crashed are tolerable while others finish the study (their trials are
+    queued again); if no trial completed at all, the first worker error is the run's error."""
+    if messages and not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        raise NntuneError(f"the workers failed: {messages[0].splitlines()[0]}")
