@@ -47,3 +47,49 @@ def cli(capsys):
         return code, captured.out, captured.err
 
     return run
+
+
+def _start_postgres() -> None:
+    """Start the machine's PostgreSQL cluster if it is not running (tests never skip it)."""
+    import glob
+    import subprocess
+
+    for version in sorted(glob.glob("/etc/postgresql/*")):
+        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", Path(version).name, "main", "start"],
+                       check=False, capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh database on the local PostgreSQL server (127.0.0.1:5432, trust auth), dropped
+    afterwards. Yields its SQLAlchemy URL."""
+    import time
+    import uuid
+
+    import psycopg
+
+    def connect():
+        return psycopg.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres",
+                               autocommit=True)
+
+    try:
+        admin = connect()
+    except psycopg.OperationalError:
+        _start_postgres()
+        for _ in range(30):
+            try:
+                admin = connect()
+                break
+            except psycopg.OperationalError:
+                time.sleep(1)
+        else:
+            raise
+    name = f"nntune_test_{uuid.uuid4().hex[:10]}"
+    with admin.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()

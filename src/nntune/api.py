@@ -34,6 +34,7 @@ from .execution import (
     pick_device,
     prepare,
     publish_run,
+    require_ray,
     run_local,
     run_ray,
     run_worker,
@@ -195,6 +196,8 @@ def tune(
                     y=y, build_model=build_model, threads=cfg.training.threads)
     if parallel:
         check_picklable(job)
+    if execution.backend == "ray":
+        require_ray()
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     storage = get_storage(url, execution.heartbeat, execution.retries)
@@ -260,20 +263,23 @@ def worker(
     build_model: BuildModel | None = None,
     timeout: float | None = None,
     threads: int | None = None,
+    wait: float = 0.0,
     callbacks: Sequence[TrialCallback] = (),
+    on_start: Callable[[], None] | None = None,
 ) -> int:
     """Join a running study as one more worker; returns the number of trials it ran.
 
     The study holds its config, data reference (checked by checksum) and trial budget, so
     the storage URL and study name are enough; `data` only overrides where the data is read
     from (or supplies in-memory data), and `build_model` is needed for custom-model studies.
+    `wait` gives a driver started at the same time that long to create the study.
 
     >>> nntune.worker("postgresql://db-host/nntune", "churn")
     """
     if isinstance(data, Path):
         data = str(data)
     return run_worker(WorkerJob(absolute_storage(storage), study, data=data, y=y, build_model=build_model,
-                                threads=threads, timeout=timeout), callbacks)
+                                threads=threads, timeout=timeout, wait=wait), callbacks, on_start)
 
 
 def _train_final(table: TabularData, train_rows: np.ndarray, test_rows: np.ndarray,

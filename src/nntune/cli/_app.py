@@ -11,12 +11,13 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .._atomic import write_json
 from ..config import parse_duration
 from ..errors import NntuneError
 from ..reports import params_table, run_report, summary_table
-from ._progress import TrialProgress
+from ._progress import TrialProgress, WorkerProgress
 
 app = typer.Typer(
     name="nntune", no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
@@ -47,7 +48,12 @@ def tune(
     patience: Annotated[Opt[int], typer.Option(help="early-stopping patience in epochs")] = None,
     test_size: Annotated[Opt[float], typer.Option(help="share held out for the final test")] = None,
     study: Annotated[Opt[str], typer.Option(help="study name (default: the data's name)")] = None,
-    storage: Annotated[Opt[str], typer.Option(help="SQLAlchemy URL (default: sqlite in the run dir)")] = None,
+    storage: Annotated[Opt[str], typer.Option(help="SQLAlchemy URL (sqlite:///..., postgresql://...) or a .journal file (default: sqlite in the run dir)")] = None,
+    workers: Annotated[Opt[int], typer.Option(help="trial processes sharing the study on this machine")] = None,
+    backend: Annotated[Opt[str], typer.Option(help="local (processes) or ray (tasks on a Ray cluster)")] = None,
+    address: Annotated[Opt[str], typer.Option(help="Ray cluster: auto or HOST:PORT (default: start a local one)")] = None,
+    cpus_per_trial: Annotated[Opt[float], typer.Option(help="Ray: CPUs reserved per trial")] = None,
+    gpus_per_trial: Annotated[Opt[float], typer.Option(help="Ray: GPUs reserved per trial")] = None,
     out_dir: Annotated[Opt[Path], typer.Option("--out", help="run directory (default: runs/<study>)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue the study (or start it)")] = False,
     seed: Annotated[Opt[int], typer.Option(help="seed for splits, sampler and weights")] = None,
@@ -65,7 +71,8 @@ def tune(
         timeout=parse_duration(timeout) if timeout is not None else None, cv=cv, metric=metric,
         max_epochs=max_epochs, patience=patience, test_size=test_size, study=study,
         storage=storage, out=str(out_dir) if out_dir else None, resume=resume or None,
-        seed=seed, threads=threads, device=device,
+        seed=seed, threads=threads, device=device, workers=workers, backend=backend,
+        address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
     )
     if cfg.search.timeout is not None:
         # The limit is for the whole command: the seconds spent starting Python and importing
@@ -81,6 +88,29 @@ def tune(
     elif not quiet:
         out.print(summary_table(result.to_json()))
         out.print(params_table(result.best_params))
+
+
+@app.command()
+def worker(
+    storage: Annotated[str, typer.Option(help="the study's storage: postgresql://..., sqlite:///... or a .journal file")],
+    study: Annotated[str, typer.Option(help="name of the study to join")],
+    data: Annotated[Opt[str], typer.Option(help="read the data from here instead (checked against the study's checksum)")] = None,
+    timeout: Annotated[Opt[str], typer.Option(help="stop after this long (default: the run's own deadline)")] = None,
+    threads: Annotated[Opt[int], typer.Option(help="torch threads (default: idle cores)")] = None,
+    wait: Annotated[Opt[str], typer.Option(help="wait this long for the study to appear (a driver started at the same time)")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="print nothing but errors")] = False,
+) -> None:
+    """Join a study as one more worker: runs its trials until it has them all (or its time is up)."""
+    from .. import api
+
+    seconds = parse_duration(timeout) if timeout is not None else None
+    options = {"data": data, "timeout": seconds, "threads": threads, "wait": parse_duration(wait, "wait") if wait else 0.0}
+    if quiet:
+        ran = api.worker(storage, study, **options)
+    else:
+        with WorkerProgress(err, study) as progress:
+            ran = api.worker(storage, study, **options, callbacks=[progress.callback], on_start=progress.start)
+        out.print(f"worker done: {ran} trials run for study '{study}'")
 
 
 @app.command()
@@ -159,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     except NntuneError as exc:
         if debug:
             raise
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
         sys.exit(2)
     except typer.Abort:
         err.print("aborted")
@@ -175,6 +205,6 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(getattr(exc, "exit_code", 0))
         if debug:
             raise
-        err.print(f"[bold red]error:[/] {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+        err.print(f"[bold red]error:[/] {type(exc).__name__}: {escape(str(exc))} (run with --debug for the traceback)",
                   highlight=False, soft_wrap=True)
         sys.exit(1)

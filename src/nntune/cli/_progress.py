@@ -61,3 +61,32 @@ class TrialProgress:
             self.progress.update(self.task, completed=elapsed, done=self.done, best=best)
         else:
             self.progress.update(self.task, advance=1, best=best, done=self.done)
+
+
+class WorkerProgress:
+    """A spinner line for `nntune worker`: trials this worker ran and the study's best."""
+
+    def __init__(self, console: Console, study: str) -> None:
+        from rich.progress import SpinnerColumn
+
+        self.progress = Progress(SpinnerColumn(), TextColumn(f"[bold]worker[/] {study}: "
+                                 "{task.fields[done]} trials, best {task.fields[best]}"),
+                                 TimeElapsedColumn(), console=console)
+        self.task = self.progress.add_task("work", total=None, done=0, best="-")
+
+    def start(self) -> None:
+        self.progress.start()
+
+    def __enter__(self) -> WorkerProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def callback(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        try:
+            best = f"{study.best_value:.4f}"
+        except ValueError:
+            best = "-"
+        done = self.progress.tasks[0].fields["done"] + 1
+        self.progress.update(self.task, done=done, best=best)

@@ -20,7 +20,7 @@ from ..search import TrialCallback, is_journal
 from ._workers import WorkerJob, check_picklable, run_worker, watch
 
 
-def _import_ray() -> Any:
+def require_ray() -> Any:
     try:
         import ray
     except ImportError:
@@ -36,7 +36,7 @@ def run_ray(job: WorkerJob, study: optuna.Study, address: str | None, cpus_per_t
             gpus_per_trial: float, callbacks: Sequence[TrialCallback] = ()) -> None:
     """Run the study's workers as Ray tasks; without `address`, on a local Ray instance
     started for this run and stopped after it."""
-    ray = _import_ray()
+    ray = require_ray()
     check_picklable(job)
     if address not in (None, "local") and (is_journal(job.storage) or job.storage.startswith("sqlite")):
         # A file is only shared by the nodes of one machine; say so before tasks fail remotely.

@@ -41,6 +41,7 @@ class WorkerJob:
     threads: int | None = None
     index: int = 0  # numbers the workers of one run: each samples from its own random stream
     timeout: float | None = None  # seconds from the worker's start; default: the run's deadline
+    wait: float = 0.0  # seconds to wait for the study to appear (workers started with the driver)
 
 
 def publish_run(study: optuna.Study, plan: Plan, budget: Budget) -> None:
@@ -50,15 +51,12 @@ def publish_run(study: optuna.Study, plan: Plan, budget: Budget) -> None:
     study.set_user_attr("run", {"started": time.time() - budget.elapsed(), "timeout": budget.timeout})
 
 
-def run_worker(job: WorkerJob, callbacks: Sequence[TrialCallback] = ()) -> int:
-    """Join the study and run trials until it has its trials or its time is up.
-    Returns the number of trials this worker finished."""
+def run_worker(job: WorkerJob, callbacks: Sequence[TrialCallback] = (),
+               on_start: Callable[[], None] | None = None) -> int:
+    """Join the study and run trials until it has its trials or its time is up; `on_start`
+    is called once the study and data are checked. Returns the number of trials it finished."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    probe = get_storage(job.storage)
-    try:
-        attrs = optuna.load_study(study_name=job.study, storage=probe).user_attrs
-    except KeyError:
-        raise ConfigError(f"study '{job.study}' is not in storage '{job.storage}'") from None
+    attrs = _study_attrs(job)
     if "config" not in attrs or "data_ref" not in attrs:
         raise ConfigError(f"study '{job.study}' was not started by nntune tune; there is nothing to join")
     cfg = build_config(attrs["config"])
@@ -83,12 +81,31 @@ def run_worker(job: WorkerJob, callbacks: Sequence[TrialCallback] = ()) -> int:
     set_threads(job.threads if job.threads is not None else cfg.training.threads)
     budget = _budget(attrs.get("run") or {}, job.timeout)
     ran = [0]
+    if on_start is not None:
+        on_start()
 
     def count(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         ran[0] += 1
 
     search(plan, study, budget, pick_device(cfg.training.device), callbacks=[count, *callbacks])
     return ran[0]
+
+
+def _study_attrs(job: WorkerJob) -> dict[str, Any]:
+    """The study's user attributes, waiting up to `job.wait` seconds for the driver to create
+    the study and publish its run."""
+    storage = get_storage(job.storage)
+    give_up = time.monotonic() + job.wait
+    while True:
+        try:
+            attrs = optuna.load_study(study_name=job.study, storage=storage).user_attrs
+            if "data_ref" in attrs or time.monotonic() >= give_up:
+                return attrs
+        except KeyError:
+            if time.monotonic() >= give_up:
+                waited = f" after waiting {job.wait:g}s" if job.wait else ""
+                raise ConfigError(f"study '{job.study}' is not in storage '{job.storage}'{waited}") from None
+        time.sleep(0.5)
 
 
 def _budget(run: dict[str, Any], timeout: float | None) -> Budget:

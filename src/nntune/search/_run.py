@@ -9,23 +9,28 @@ storage, so that N workers together run exactly the trials asked for:
   because a running trial may still die and be queued again;
 - running trials whose worker died are failed and queued again (heartbeats for database
   storage, a process check for workers on this host);
-- two workers that start the last trial at the same moment: the later one is marked failed
-  as `surplus` before it trains, and does not count.
+- workers that finish together stagger (a random pause of up to LAST_SLOTS_JITTER) before
+  taking one of the last free trials; two that still start the last trial at the same moment
+  cannot both run it: the later one is marked failed as `surplus` before it trains, and does
+  not count. (Optuna creates a trial as it asks, so the count cannot be claimed atomically.)
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable, Sequence
 
 import optuna
 
 from ..errors import TrialFailed
-from ._study import TrialState, counts_toward_budget, fail_dead_trials, worker_identity
+from ._study import TrialState, counts_toward_budget, fail_dead_trials, fail_stale_trials, worker_identity
 
 TrialCallback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
 POLL_SECONDS = 1.0
+LAST_SLOTS_JITTER = 0.3
+_jitter = random.Random()  # its own stream: user code may seed the global one alike in every worker
 
 
 class _Loop:
@@ -50,13 +55,17 @@ class _Loop:
                 return "due"
             # Without any complete trial there is no model yet: one trial runs (cut short).
         running = sum(t.state == TrialState.RUNNING for t in trials)
-        if self.n_trials is not None and counted + running >= self.n_trials:
-            return "wait"
+        if self.n_trials is not None:
+            free = self.n_trials - counted - running
+            if free <= 0:
+                return "wait"
+            if free <= 2 and running:  # others are at work: maybe about to take these too
+                return "last"
         return "go"
 
     def clean(self) -> None:
         fail_dead_trials(self.study, self.retries)
-        optuna.storages.fail_stale_trials(self.study)  # no-op without heartbeats
+        fail_stale_trials(self.study)  # no-op without heartbeats
 
     def guarded(self, trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", self.worker)
@@ -78,6 +87,7 @@ class _Loop:
             study.stop()
 
     def run(self) -> None:
+        staggered = False
         while True:
             self.clean()
             state = self.state()
@@ -86,6 +96,11 @@ class _Loop:
             if state == "wait":
                 time.sleep(POLL_SECONDS)
                 continue
+            if state == "last" and not staggered:
+                time.sleep(_jitter.uniform(0.0, LAST_SLOTS_JITTER))
+                staggered = True
+                continue
+            staggered = False
             self.paused = False
             self.study.optimize(self.guarded, n_trials=None, catch=(TrialFailed,),
                                 callbacks=[*self.callbacks, self.after_trial], gc_after_trial=False)

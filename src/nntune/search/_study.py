@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,9 @@ def get_storage(url: str, heartbeat: float | None = None,
         kwargs.update(heartbeat_interval=interval, grace_period=3 * interval,
                       heartbeat_stale_trial_callback=retry_callback(retries))
     try:
-        return optuna.storages.RDBStorage(url, **kwargs)
+        with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, **kwargs)
     except ImportError:
         raise ConfigError(f"storage '{url}' needs a database driver that is not installed: "
                           "pip install 'nntune[postgres]' for PostgreSQL") from None
@@ -81,7 +84,17 @@ def get_storage(url: str, heartbeat: float | None = None,
 
 
 def retry_callback(retries: int | None) -> optuna.storages.RetryHeartbeatStaleTrialCallback:
-    return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=retries)
+    """Queues a failed trial again with the same parameters (Optuna's callback)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=retries)
+
+
+def fail_stale_trials(study: optuna.Study) -> None:
+    """Optuna's heartbeat check: fail (and queue again) trials silent past the grace period."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
 
 
 def study_exists(storage: optuna.storages.BaseStorage, name: str) -> bool:
@@ -120,9 +133,10 @@ def open_study(
 
 def count_states(study: optuna.Study) -> dict[str, int]:
     """Trials by state name, lower case: {'complete': 12, 'pruned': 3, ...}. Queued trials
-    that never started (a starting point the budget left no time for) are not counted."""
-    counts = Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False)
-                     if t.state != optuna.trial.TrialState.WAITING)
+    that never started (a starting point the budget left no time for) are not counted; a
+    surplus trial (see run_trials) is counted as 'surplus', not as a failure."""
+    counts = Counter("surplus" if t.user_attrs.get("surplus") else t.state.name.lower()
+                     for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING)
     return dict(sorted(counts.items()))
 
 

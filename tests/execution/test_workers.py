@@ -1,0 +1,180 @@
+"""Worker processes on one study: exact trial counts, shared storage, joining, refusals."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+
+import optuna
+import pandas as pd
+import pytest
+
+import nntune
+from nntune.search import counts_toward_budget, get_storage
+
+FAST = {"max_epochs": 8, "patience": 8, "threads": 1}
+
+
+def trials_of(storage: str, study: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=study, storage=get_storage(storage)).get_trials(deepcopy=False)
+
+
+def nntune_cli(*args: str, **kwargs) -> subprocess.Popen:
+    """`nntune ARGS` in a new process, as a user (or a cluster scheduler) starts it."""
+    code = "import sys; from nntune.cli import main; sys.argv[0] = 'nntune'; main()"
+    return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+@pytest.mark.slow
+def test_two_workers_run_exactly_the_trials_asked_for(tmp_path, churn_csv):
+    result = nntune.tune(churn_csv, target="churned", trials=10, workers=2, out=tmp_path / "run",
+                         study="two", **FAST)
+    trials = trials_of(result.storage, "two")
+    assert sum(counts_toward_budget(t) for t in trials) == 10
+    assert result.n_trials["complete"] == 10 and set(result.n_trials) <= {"complete", "surplus"}
+    workers = {t.user_attrs["worker"]["pid"] for t in trials}
+    assert len(workers) == 2 and os.getpid() not in workers  # both processes ran trials, not the driver
+    assert result.test_scores["accuracy"] > 0.6
+    assert len(result.model.predict(pd.read_csv(churn_csv))) == 300
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("storage", ["sqlite", "journal"])
+def test_four_workers_share_a_file_storage_without_lock_errors(tmp_path, churn_csv, storage):
+    """Four processes hammering one SQLite file (or journal file) with short trials: no
+    'database is locked', no lost or extra trial."""
+    store = str(tmp_path / "study.journal") if storage == "journal" else None
+    result = nntune.tune(churn_csv, target="churned", trials=24, workers=4, out=tmp_path / "run",
+                         study="four", storage=store, max_epochs=2, patience=2, threads=1)
+    trials = trials_of(result.storage, "four")
+    states = [t.state.name for t in trials]
+    assert states.count("COMPLETE") == 24, states
+    # Workers that take the last trial at the same instant leave 'surplus' trials, never more
+    # completed ones, and nothing fails for any other reason.
+    failed = [t for t in trials if t.state.name == "FAIL"]
+    assert all(t.user_attrs.get("surplus") for t in failed), [t.user_attrs.get("fail_reason") for t in failed]
+    assert len(failed) <= 3
+    assert len({t.user_attrs["worker"]["pid"] for t in trials}) >= 3
+    shown = nntune.api.show(result.run_dir)  # the run reads back from its storage, journal too
+    assert sum(t["state"] == "complete" for t in shown["trials"]) == 24
+
+
+def test_study_remembers_its_data_with_a_checksum(tmp_path, churn_csv):
+    result = nntune.tune(churn_csv, target="churned", trials=1, out=tmp_path / "run", study="ref", **FAST)
+    ref = result.study.user_attrs["data_ref"]
+    import hashlib
+    assert ref == {"kind": "file", "path": str(churn_csv.resolve()),
+                   "sha256": hashlib.sha256(churn_csv.read_bytes()).hexdigest()}
+    assert result.study.user_attrs["n_trials"] == 1
+
+
+@pytest.fixture
+def digits_csv(tmp_path):
+    """A file big enough that a trial takes about a second (1,797 rows x 64 pixels)."""
+    from sklearn.datasets import load_digits
+
+    path = tmp_path / "digits.csv"
+    load_digits(as_frame=True).frame.to_csv(path, index=False)
+    return path
+
+
+SLOW_TRIALS = ("--max-epochs", "40", "--patience", "40", "--threads", "1")
+
+
+@pytest.mark.slow
+def test_nntune_worker_joins_a_running_study(tmp_path, digits_csv, postgres_url):
+    driver = nntune_cli("tune", "--data", digits_csv, "--target", "target", "--trials", "14",
+                        "--storage", postgres_url, "--study", "joined", "--out", tmp_path / "run",
+                        *SLOW_TRIALS, "--quiet")
+    joiner = nntune_cli("worker", "--storage", postgres_url, "--study", "joined", "--threads", "1",
+                        "--wait", "60s")
+    out, err = joiner.communicate(timeout=300)
+    assert joiner.returncode == 0, err
+    assert driver.wait(timeout=300) == 0, driver.stderr.read()
+    trials = trials_of(postgres_url, "joined")
+    assert sum(counts_toward_budget(t) for t in trials) == 14
+    by_worker = Counter(t.user_attrs["worker"]["pid"] for t in trials if t.state.name == "COMPLETE")
+    assert len(by_worker) == 2 and min(by_worker.values()) >= 3, by_worker
+    assert "trials run for study 'joined'" in out
+    assert (tmp_path / "run" / "model" / "model.safetensors").exists()
+
+
+def test_worker_refuses_changed_data(tmp_path, churn_csv, cli):
+    nntune.tune(churn_csv, target="churned", trials=1, out=tmp_path / "run", study="s", **FAST)
+    storage = f"sqlite:///{tmp_path / 'run' / 'study.db'}"
+    copy = tmp_path / "other.csv"
+    copy.write_text(churn_csv.read_text().replace("basic", "BASIC"))
+    code, out, err = cli("worker", "--storage", storage, "--study", "s", "--data", copy)
+    assert code == 2
+    assert "checksum" in err and "every worker must read the same data" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_worker_needs_a_file_for_in_memory_studies(tmp_path, churn_frame, cli):
+    nntune.tune(churn_frame, target="churned", trials=1, out=tmp_path / "run", study="mem", **FAST)
+    storage = f"sqlite:///{tmp_path / 'run' / 'study.db'}"
+    code, out, err = cli("worker", "--storage", storage, "--study", "mem")
+    assert code == 2 and "in-memory data" in err and "--data PATH" in err
+    code, out, err = cli("worker", "--storage", storage, "--study", "nope")
+    assert code == 2 and "study 'nope' is not in storage" in err
+
+
+def test_worker_on_a_finished_study_runs_nothing(tmp_path, churn_csv):
+    result = nntune.tune(churn_csv, target="churned", trials=2, out=tmp_path / "run", study="done", **FAST)
+    assert nntune.worker(result.storage, "done") == 0
+    assert len(trials_of(result.storage, "done")) == 2
+
+
+def test_a_lambda_cannot_be_sent_to_worker_processes(tmp_path, churn_frame):
+    from torch import nn
+
+    with pytest.raises(nntune.ConfigError, match="build_model must be a module-level function"):
+        nntune.tune(churn_frame, target="churned", trials=2, workers=2, out=tmp_path / "run",
+                    build_model=lambda hp: nn.Linear(hp.input_dim, hp.output_dim))
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_ray_says_how_to_install_it(tmp_path, churn_csv, monkeypatch, cli):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    code, out, err = cli("tune", "--data", churn_csv, "--target", "churned", "--backend", "ray",
+                         "--trials", "1", "--out", tmp_path / "run")
+    assert code == 2 and "pip install 'nntune[ray]'" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_postgres_without_a_driver_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    with pytest.raises(nntune.ConfigError, match=r"pip install 'nntune\[postgres\]'"):
+        get_storage("postgresql://postgres@127.0.0.1:5432/test")
+
+
+def test_data_from_a_url_is_fetched_and_checksummed(tmp_path, churn_csv):
+    import functools
+    import hashlib
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(churn_csv.parent))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/{churn_csv.name}"
+        result = nntune.tune(url, target="churned", trials=1, out=tmp_path / "run", **FAST)
+    finally:
+        server.shutdown()
+    assert result.study.study_name == "churn"
+    assert result.study.user_attrs["data_ref"] == {
+        "kind": "url", "url": url, "sha256": hashlib.sha256(churn_csv.read_bytes()).hexdigest()}
+
+
+def test_threads_are_shared_among_workers(monkeypatch):
+    from nntune.execution import _workers
+
+    monkeypatch.setattr(_workers, "idle_cores", lambda: 8)
+    assert _workers.worker_threads(4, None) == 2
+    assert _workers.worker_threads(16, None) == 1
+    assert _workers.worker_threads(4, 3) == 3
+
