@@ -203,11 +203,11 @@ def tune(
     storage = get_storage(url, execution.heartbeat, execution.retries)
     study, created = open_study(name, storage, plan.metric.direction, plan.sampler(), plan.pruner(),
                                 cfg.resume)
-    if created:
+    if created or "config" not in study.user_attrs:  # (a run killed while creating it)
         _describe_study(study, cfg, plan.table.describe(), plan.fixed, build_model)
-        if cfg.search.strategy != "grid":
-            for point in _starting_points(plan.space):
-                study.enqueue_trial(point, skip_if_exists=True)
+    if cfg.search.strategy != "grid" and not study.get_trials(deepcopy=False):
+        for point in _starting_points(plan.space):
+            study.enqueue_trial(point, skip_if_exists=True)
     publish_run(study, plan, budget)
     fail_dead_trials(study, execution.retries)  # trials of an earlier run of this study that was killed
     if on_start is not None:

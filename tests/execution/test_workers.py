@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections import Counter
 
-import optuna
 import pandas as pd
 import pytest
 
 import nntune
 from nntune.search import counts_toward_budget, get_storage
 
+from .conftest import SLOW_TRIALS, nntune_cli, trials_of
+
 FAST = {"max_epochs": 8, "patience": 8, "threads": 1}
-
-
-def trials_of(storage: str, study: str) -> list[optuna.trial.FrozenTrial]:
-    return optuna.load_study(study_name=study, storage=get_storage(storage)).get_trials(deepcopy=False)
-
-
-def nntune_cli(*args: str, **kwargs) -> subprocess.Popen:
-    """`nntune ARGS` in a new process, as a user (or a cluster scheduler) starts it."""
-    code = "import sys; from nntune.cli import main; sys.argv[0] = 'nntune'; main()"
-    return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kwargs)
 
 
 @pytest.mark.slow
@@ -71,17 +60,6 @@ def test_study_remembers_its_data_with_a_checksum(tmp_path, churn_csv):
     assert result.study.user_attrs["n_trials"] == 1
 
 
-@pytest.fixture
-def digits_csv(tmp_path):
-    """A file big enough that a trial takes about a second (1,797 rows x 64 pixels)."""
-    from sklearn.datasets import load_digits
-
-    path = tmp_path / "digits.csv"
-    load_digits(as_frame=True).frame.to_csv(path, index=False)
-    return path
-
-
-SLOW_TRIALS = ("--max-epochs", "40", "--patience", "40", "--threads", "1")
 
 
 @pytest.mark.slow

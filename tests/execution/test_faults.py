@@ -1,0 +1,119 @@
+"""Fault tolerance: killed workers and killed drivers lose no trial and leave none twice."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+from collections import Counter
+
+import optuna
+import pytest
+
+import nntune
+from nntune.search import counts_toward_budget, get_storage
+
+from .conftest import SLOW_TRIALS, nntune_cli, trials_of
+
+COMPLETE = optuna.trial.TrialState.COMPLETE
+
+
+def died(trial: optuna.trial.FrozenTrial) -> bool:
+    """Failed because its worker died: no reason recorded, unlike a trial that raised."""
+    return trial.state.name == "FAIL" and "fail_reason" not in trial.user_attrs
+
+
+def assert_every_trial_once(trials: list[optuna.trial.FrozenTrial], n_trials: int) -> None:
+    """Exactly `n_trials` count; each dead trial was queued again once per death and the
+    retries never ran one configuration to completion twice."""
+    assert sum(counts_toward_budget(t) for t in trials) == n_trials
+    assert len({t.number for t in trials}) == len(trials)
+    origins = [t.system_attrs["failed_trial"] for t in trials
+               if "failed_trial" in t.system_attrs and t.state == COMPLETE]
+    assert len(origins) == len(set(origins)), origins
+    for trial in trials:
+        if died(trial):
+            retries = [t for t in trials if trial.number in t.system_attrs.get("retry_history", [])]
+            assert len(retries) == 1 or len(trial.system_attrs.get("retry_history", [])) >= 2
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_trial_is_failed_retried_and_the_study_still_completes(
+        tmp_path, digits_csv, postgres_url):
+    driver = nntune_cli("tune", "--data", digits_csv, "--target", "target", "--trials", "8",
+                        "--storage", postgres_url, "--study", "kill", "--out", tmp_path / "run",
+                        "--workers", "2", *SLOW_TRIALS, "--quiet")
+    victim = None
+    deadline = time.monotonic() + 120
+    while victim is None and time.monotonic() < deadline:
+        time.sleep(0.3)
+        try:
+            trials = trials_of(postgres_url, "kill")
+        except KeyError:  # the study is not created yet
+            continue
+        running = [t for t in trials if t.state.name == "RUNNING" and "worker" in t.user_attrs
+                   and t.datetime_start is not None and t.number >= 2]
+        if running:
+            victim = running[0]
+    assert victim is not None, "no trial ever ran"
+    os.kill(victim.user_attrs["worker"]["pid"], signal.SIGKILL)
+    assert driver.wait(timeout=300) == 0, driver.stderr.read()
+
+    trials = trials_of(postgres_url, "kill")
+    states = Counter(t.state.name for t in trials)
+    assert states["COMPLETE"] == 8, states
+    killed = next(t for t in trials if t.number == victim.number)
+    assert died(killed)
+    retry = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]
+    assert len(retry) == 1 and retry[0].state == COMPLETE
+    assert_every_trial_once(trials, 8)
+    assert (tmp_path / "run" / "result.json").exists()
+
+
+def test_a_silent_trial_of_another_machine_is_failed_by_heartbeat_and_retried(tmp_path, churn_csv, postgres_url):
+    common = {"target": "churned", "storage": postgres_url, "study": "hb", "out": tmp_path / "run",
+              "heartbeat": 1, "max_epochs": 5, "threads": 1}
+    nntune.tune(churn_csv, trials=2, **common)
+    storage = get_storage(postgres_url, heartbeat=1, retries=2)
+    study = optuna.load_study(study_name="hb", storage=storage)
+    ghost = study.ask()  # a worker elsewhere took a trial, beat once, and fell silent
+    ghost.set_user_attr("worker", {"host": "another-machine", "pid": 1, "started": 0.0})
+    storage.record_heartbeat(ghost._trial_id)
+    time.sleep(3.5)  # three heartbeats of 1 s
+
+    result = nntune.tune(churn_csv, trials=4, resume=True, **common)
+    trials = trials_of(postgres_url, "hb")
+    ghost_after = next(t for t in trials if t.number == ghost.number)
+    assert ghost_after.state.name == "FAIL" and died(ghost_after)
+    assert [t.state.name for t in trials if t.system_attrs.get("failed_trial") == ghost.number] == ["COMPLETE"]
+    assert_every_trial_once(trials, 4)
+    assert result.n_trials["complete"] == 4
+
+
+@pytest.mark.slow
+def test_a_driver_killed_ten_times_resumes_without_losing_or_repeating_trials(tmp_path, churn_csv):
+    args = ("tune", "--data", churn_csv, "--target", "churned", "--trials", "12", "--resume",
+            "--study", "again", "--out", tmp_path / "run", "--max-epochs", "40", "--patience", "40",
+            "--threads", "1", "--quiet")
+    db = tmp_path / "run" / "study.db"
+    storage = f"sqlite:///{db}"
+    rng = random.Random(0)
+    complete_counts = []
+    for _ in range(10):
+        driver = nntune_cli(*args)
+        while not db.exists() and driver.poll() is None:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 2.0))
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+        complete_counts.append(sum(t.state == COMPLETE for t in trials_of(storage, "again")))
+    assert complete_counts == sorted(complete_counts), complete_counts  # only ever grows
+
+    final = nntune_cli(*args)
+    assert final.wait(timeout=300) == 0, final.stderr.read()
+    trials = trials_of(storage, "again")
+    assert_every_trial_once(trials, 12)
+    assert not [t for t in trials if t.state.name == "RUNNING"]
+    assert sum(died(t) for t in trials) >= 1, "no kill landed inside a trial"
+    assert (tmp_path / "run" / "result.json").exists()

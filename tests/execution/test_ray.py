@@ -1,0 +1,60 @@
+"""The Ray backend on a real Ray cluster, started on loopback by the test."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import nntune
+from nntune.search import counts_toward_budget
+
+from .conftest import trials_of
+
+
+@pytest.fixture
+def ray_cluster():
+    """A local Ray cluster with 2 CPUs on 127.0.0.1, stopped afterwards."""
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             _node_ip_address="127.0.0.1")
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+@pytest.mark.slow
+def test_trials_run_as_ray_tasks_on_a_cluster(tmp_path, churn_csv, ray_cluster):
+    result = nntune.tune(churn_csv, target="churned", trials=6, backend="ray", cpus_per_trial=1,
+                         out=tmp_path / "run", study="ray", max_epochs=8)
+    trials = trials_of(result.storage, "ray")
+    assert sum(counts_toward_budget(t) for t in trials) == 6
+    pids = {t.user_attrs["worker"]["pid"] for t in trials}
+    assert len(pids) == 2 and os.getpid() not in pids  # two tasks of 1 CPU each on 2 CPUs
+    assert result.test_scores["accuracy"] > 0.6
+    assert ray_cluster.is_initialized()  # a cluster nntune did not start, it leaves running
+    reloaded = nntune.load(result.model_dir)
+    assert reloaded.predict(nntune.api.read_table(churn_csv)).shape == (300,)
+
+
+@pytest.mark.slow
+def test_without_an_address_a_local_ray_instance_is_started_and_stopped(tmp_path, churn_csv):
+    import ray
+
+    result = nntune.tune(churn_csv, target="churned", trials=2, backend="ray", out=tmp_path / "run",
+                         study="local", max_epochs=5)
+    assert result.n_trials["complete"] == 2
+    assert not ray.is_initialized()
+
+
+def test_more_cpus_per_trial_than_the_cluster_has_is_refused():
+    from nntune.execution._ray import _slots
+
+    assert _slots({"CPU": 8.0}, 2, 0) == 4
+    assert _slots({"CPU": 8.0, "GPU": 1.0}, 1, 0.5) == 2
+    with pytest.raises(nntune.ConfigError, match="cpus_per_trial is 4 but the Ray cluster has 2.0 CPUs"):
+        _slots({"CPU": 2.0}, 4, 0)
+    with pytest.raises(nntune.ConfigError, match="gpus_per_trial is 1 but the Ray cluster has 0 GPUs"):
+        _slots({"CPU": 2.0}, 1, 1)
