@@ -100,11 +100,16 @@ def test_a_driver_killed_ten_times_resumes_without_losing_or_repeating_trials(tm
     storage = f"sqlite:///{db}"
     rng = random.Random(0)
     complete_counts = []
-    for _ in range(10):
+    for round_ in range(10):
         driver = nntune_cli(*args)
         while not db.exists() and driver.poll() is None:
             time.sleep(0.05)
-        time.sleep(rng.uniform(0.0, 2.0))
+        if round_ % 2:  # anywhere: between trials, while saving, during the final model
+            time.sleep(rng.uniform(0.0, 2.0))
+        else:  # inside a trial, when the run still has one to run
+            while driver.poll() is None and not any(t.state.name == "RUNNING" for t in _trials(storage)):
+                time.sleep(0.05)
+            time.sleep(rng.uniform(0.0, 0.2))
         driver.send_signal(signal.SIGKILL)
         driver.wait()
         complete_counts.append(sum(t.state == COMPLETE for t in trials_of(storage, "again")))
@@ -117,3 +122,10 @@ def test_a_driver_killed_ten_times_resumes_without_losing_or_repeating_trials(tm
     assert not [t for t in trials if t.state.name == "RUNNING"]
     assert sum(died(t) for t in trials) >= 1, "no kill landed inside a trial"
     assert (tmp_path / "run" / "result.json").exists()
+
+
+def _trials(storage: str) -> list[optuna.trial.FrozenTrial]:
+    try:
+        return trials_of(storage, "again")
+    except KeyError:  # created, not yet named
+        return []
