@@ -51,7 +51,7 @@ def nntune_run(workers: int, trials: int, epochs: int, out: Path) -> dict:
 
     started = time.perf_counter()
     result = nntune.tune(dataset="digits", trials=trials, workers=workers, threads=1, out=out / f"w{workers}",
-                         study=f"w{workers}", space={**FIXED_SPACE, "lr": {"low": 1e-4, "high": 1e-2, "log": True}},
+                         study=f"w{workers}", space={**FIXED_SPACE, "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}},
                          max_epochs=epochs, patience=epochs, strategy="random")
     wall = time.perf_counter() - started
     rate, n = search_rate(result.study)
@@ -69,7 +69,7 @@ def optuna_threads_run(trials: int, epochs: int) -> dict:
     from nntune.search import Objective
 
     torch.set_num_threads(1)
-    cfg = make_config(dataset="digits", space={**FIXED_SPACE, "lr": {"low": 1e-4, "high": 1e-2, "log": True}},
+    cfg = make_config(dataset="digits", space={**FIXED_SPACE, "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}},
                       max_epochs=epochs, patience=epochs)
     started = time.perf_counter()
     plan = prepare(cfg)

@@ -113,11 +113,14 @@ def _has_complete(trial: optuna.Trial) -> bool:
 
 def _reporter(trial: optuna.Trial, curves: dict[str, list[float]]):
     """Per-epoch callback: record the curve, report the score, let the pruner decide."""
+    # Asking a pruner that never prunes costs a storage read per epoch (~5 ms on PostgreSQL).
+    prunes = not isinstance(trial.study.pruner, optuna.pruners.NopPruner)
+
     def on_epoch_end(epoch: int, logs: dict[str, float]) -> None:
         for key, value in logs.items():
             curves.setdefault(key, []).append(value)
         trial.report(logs["val_score"], epoch)
-        if trial.should_prune():
+        if prunes and trial.should_prune():
             raise optuna.TrialPruned(f"pruned at epoch {epoch}")
     return on_epoch_end
 

@@ -46,6 +46,8 @@ class _Loop:
     def state(self) -> str:
         """'done' (budget spent), 'due' (out of time), 'wait' (the rest is running) or 'go'."""
         trials = self.study.get_trials(deepcopy=False)
+        if fail_dead_trials(self.study, self.retries, trials):
+            trials = self.study.get_trials(deepcopy=False)
         counted = sum(counts_toward_budget(t) for t in trials)
         if self.n_trials is not None and counted >= self.n_trials:
             return "done"
@@ -63,9 +65,6 @@ class _Loop:
                 return "last"
         return "go"
 
-    def clean(self) -> None:
-        fail_dead_trials(self.study, self.retries)
-        fail_stale_trials(self.study)  # no-op without heartbeats
 
     def guarded(self, trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", self.worker)
@@ -81,7 +80,6 @@ class _Loop:
 
     def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         self.ran += 1
-        self.clean()
         if self.state() != "go":
             self.paused = True
             study.stop()
@@ -89,7 +87,7 @@ class _Loop:
     def run(self) -> None:
         staggered = False
         while True:
-            self.clean()
+            fail_stale_trials(self.study)  # Optuna's heartbeat check (it also runs before each trial)
             state = self.state()
             if state in ("done", "due"):
                 return

@@ -171,18 +171,24 @@ def _alive(worker: dict[str, Any]) -> bool:
         return False
 
 
-def fail_dead_trials(study: optuna.Study, retries: int | None) -> list[int]:
+def fail_dead_trials(study: optuna.Study, retries: int | None,
+                     trials: list[optuna.trial.FrozenTrial] | None = None) -> list[int]:
     """Fail the running trials of workers on this host that no longer exist, and queue each
     again (up to `retries` times). Returns their numbers.
 
     Heartbeats find dead workers on any host, but only after their grace period and only in a
     database; a process on this host can be checked at once, which lets a killed run resume
-    immediately and works with the journal file storage too.
+    immediately and works with the journal file storage too. `trials`: the study's trials
+    when the caller has just read them.
     """
     host = socket.gethostname()
     storage = study._storage
     failed = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    if trials is None:
+        trials = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in trials:
+        if trial.state != TrialState.RUNNING:
+            continue
         worker = trial.user_attrs.get("worker")
         if not isinstance(worker, dict) or worker.get("host") != host or _alive(worker):
             continue
