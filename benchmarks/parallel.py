@@ -75,7 +75,8 @@ def optuna_threads_run(trials: int, epochs: int) -> dict:
     plan = prepare(cfg)
     objective = Objective(plan.folds(), plan.table.task, len(plan.table.classes), plan.metric, plan.space,
                           plan.fixed, plan.model, pick_device("cpu"), 0)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0),
+                                pruner=optuna.pruners.NopPruner())  # as nntune: no pruning
     study.optimize(objective, n_trials=trials, n_jobs=2)
     wall = time.perf_counter() - started
     rate, n = search_rate(study)
