@@ -156,3 +156,18 @@ def test_threads_are_shared_among_workers(monkeypatch):
     assert _workers.worker_threads(16, None) == 1
     assert _workers.worker_threads(4, 3) == 3
 
+
+
+@pytest.mark.slow
+def test_workers_stop_at_the_runs_deadline(tmp_path, churn_csv):
+    """No trial budget, a timeout: the workers read the run's deadline from the study and stop
+    in time for the final model, and the whole call stays inside the limit."""
+    import time
+
+    started = time.monotonic()
+    result = nntune.tune(churn_csv, target="churned", timeout=20, workers=2, out=tmp_path / "run",
+                         max_epochs=30, patience=30, threads=1)
+    elapsed = time.monotonic() - started
+    assert elapsed < 22, elapsed
+    assert result.n_trials["complete"] >= 4
+    assert result.study.user_attrs["run"]["timeout"] == 20
