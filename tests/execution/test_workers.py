@@ -171,3 +171,29 @@ def test_workers_stop_at_the_runs_deadline(tmp_path, churn_csv):
     assert elapsed < 22, elapsed
     assert result.n_trials["complete"] >= 4
     assert result.study.user_attrs["run"]["timeout"] == 20
+
+
+def _open_storages(urls: list[str], results) -> None:
+    try:
+        for url in urls:
+            get_storage(url)
+        results.put("ok")
+    except Exception as exc:  # reported to the test
+        results.put(repr(exc))
+
+
+@pytest.mark.slow
+def test_processes_opening_a_new_storage_at_once_all_succeed(tmp_path, postgres_url):
+    """Workers started together on an empty database all create its tables at once; the ones
+    that lose the race find them there instead of failing."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    urls = [postgres_url, f"sqlite:///{tmp_path / 'new.db'}"]
+    processes = [context.Process(target=_open_storages, args=(urls, results)) for _ in range(3)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+    assert [results.get(timeout=5) for _ in processes] == ["ok"] * 3

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -72,15 +73,26 @@ def get_storage(url: str, heartbeat: float | None = None,
         interval = max(1, round(heartbeat))
         kwargs.update(heartbeat_interval=interval, grace_period=3 * interval,
                       heartbeat_stale_trial_callback=retry_callback(retries))
-    try:
-        with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, **kwargs)
-    except ImportError:
-        raise ConfigError(f"storage '{url}' needs a database driver that is not installed: "
-                          "pip install 'nntune[postgres]' for PostgreSQL") from None
-    except Exception as exc:
-        raise ConfigError(f"storage '{url}' cannot be opened: {str(exc).splitlines()[0]}") from None
+    for attempt in range(3):
+        try:
+            with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, **kwargs)
+        except ImportError:
+            raise ConfigError(f"storage '{url}' needs a database driver that is not installed: "
+                              "pip install 'nntune[postgres]' for PostgreSQL") from None
+        except Exception as exc:
+            # Processes opening a new database at the same moment both create its tables; the
+            # loser fails on a duplicate and finds the tables there on its next attempt.
+            if attempt == 2 or not _is_duplicate(exc):
+                raise ConfigError(f"storage '{url}' cannot be opened: {str(exc).splitlines()[0]}") from None
+            time.sleep(0.2 + 0.3 * attempt)
+    raise AssertionError("unreachable")
+
+
+def _is_duplicate(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return any(word in text for word in ("unique", "duplicate", "already exists"))
 
 
 def retry_callback(retries: int | None) -> optuna.storages.RetryHeartbeatStaleTrialCallback:
