@@ -17,12 +17,11 @@ from typing import Any
 import numpy as np
 import optuna
 import pandas as pd
-import torch
 
 from . import __version__
 from ._atomic import write_bytes, write_json, write_text
 from .config import RunConfig, build_config, load_config, merge
-from .data import TabularData, encode_split, read_table, transform
+from .data import read_table
 from .errors import ConfigError, NntuneError, did_you_mean
 from .execution import (
     Budget,
@@ -40,12 +39,11 @@ from .execution import (
     run_worker,
     search,
     set_threads,
+    train_final,
 )
-from .models import ModelMeta
 from .predictor import Predictor, load
-from .reports import read_run
+from .reports import read_run, render_report
 from .search import (
-    ModelSource,
     TrialCallback,
     absolute_storage,
     best_trial,
@@ -53,12 +51,10 @@ from .search import (
     fail_dead_trials,
     finished_trials,
     get_storage,
-    make_module,
     open_study,
     storage_url,
     trial_records,
 )
-from .training import fit, make_head, predict_outputs, score_all
 
 # Strong first trials, tried before the sampler takes over: the recipes that practitioners
 # start from (Adam at 1e-3; SGD with momentum at 1e-2) on 1-2 hidden layers of moderate width.
@@ -156,6 +152,7 @@ def tune(
     build_model: BuildModel | None = None,
     callbacks: Sequence[TrialCallback] = (),
     on_start: Callable[[dict[str, Any]], None] | None = None,
+    report: bool = True,
     **options: Any,
 ) -> TuneResult:
     """Tune a network on a table and return the best trained model with its test scores.
@@ -176,6 +173,7 @@ def tune(
 
     With `workers=N` the trials run in N processes sharing the study; with `backend="ray"` as
     tasks on a Ray cluster (`address=...`, default: a local one). The final model is trained here.
+    `report=False` skips writing `report.html` into the run directory.
     """
     if isinstance(data, str | Path):
         options["data"] = str(data)
@@ -232,7 +230,7 @@ def tune(
         set_threads(cfg.training.threads)  # the final model has the machine to itself
     params = {**plan.fixed, **best.params}
     epochs = final_epochs(best, len(plan.train_rows), fold_rows(plan), int(plan.fixed["max_epochs"]))
-    module, params, head, preprocessor, test_scores = _train_final(
+    module, params, head, preprocessor, test_scores = train_final(
         plan.table, plan.train_rows, plan.test_rows, params, epochs, plan.model, device,
         cfg.seed, budget.deadline)
 
@@ -251,7 +249,24 @@ def tune(
         run_dir=run_dir, n_trials=count_states(study), seconds=budget.elapsed(), storage=url,
         data=table.describe())
     write_json(run_dir / "result.json", result.to_json())
+    if report:
+        render_report(run_dir, data=data, y=y)
     return result
+
+
+def report(run_dir: str | Path, out: str | Path | None = None, *, data: Any = None, y: Any = None,
+           baselines: bool | None = None) -> Path:
+    """Write the HTML report of a finished run (default `<run_dir>/report.html`); returns its path.
+
+    It opens offline (plotly embedded) and holds the summary, the best configuration, the top
+    trials, Optuna's plots of the study, learning curves and the final model's diagnostics on
+    the test rows. `baselines` (default: when they cost under a tenth of the run) adds the
+    untuned starting network and gradient boosting trained on the same split. `data` is needed
+    only for runs on in-memory data.
+
+    >>> nntune.report("runs/churn")
+    """
+    return render_report(run_dir, out, data=data, y=y, baselines=baselines)
 
 
 def worker(
@@ -280,26 +295,6 @@ def worker(
         data = str(data)
     return run_worker(WorkerJob(absolute_storage(storage), study, data=data, y=y, build_model=build_model,
                                 threads=threads, timeout=timeout, wait=wait), callbacks, on_start)
-
-
-def _train_final(table: TabularData, train_rows: np.ndarray, test_rows: np.ndarray,
-                 params: dict[str, Any], epochs: int, source: ModelSource, device: torch.device,
-                 seed: int, deadline: float | None) -> tuple:
-    """Retrain `params` on all training rows for `epochs`, then score the test rows once.
-
-    Returns (module, params, head, fitted preprocessor, test scores). The training matrix is
-    freed before the test rows are encoded, so a large table is never held twice.
-    """
-    final = encode_split(table, train_rows, None)
-    head = make_head(table.task, final.y_train, len(table.classes), params)
-    torch.manual_seed(seed)
-    module, params = make_module(source, params, ModelMeta(final.n_features, head.output_dim, table.task))
-    fit(module, head, final.X_train, final.y_train, params, epochs=epochs, device=device,
-        seed=seed, deadline=deadline)
-    final.X_train = None
-    X_test = torch.from_numpy(transform(final.preprocessor, table.features, test_rows)).to(device)
-    test_scores = score_all(table.task, table.y[test_rows], head.scores(predict_outputs(module, X_test)))
-    return module, params, head, final.preprocessor, test_scores
 
 
 def _starting_points(space: dict) -> list[dict[str, Any]]:

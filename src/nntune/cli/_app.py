@@ -59,6 +59,7 @@ def tune(
     seed: Annotated[Opt[int], typer.Option(help="seed for splits, sampler and weights")] = None,
     threads: Annotated[Opt[int], typer.Option(help="torch threads (default: available cores)")] = None,
     device: Annotated[Opt[str], typer.Option(help="auto, cpu, cuda, mps")] = None,
+    no_report: Annotated[bool, typer.Option("--no-report", help="do not write report.html into the run directory")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as one JSON object")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="print nothing but errors")] = False,
 ) -> None:
@@ -79,10 +80,11 @@ def tune(
         # torch count too.
         cfg.search.timeout = max(1.0, cfg.search.timeout - _seconds_since_start())
     if quiet or as_json:
-        result = api.tune(config=cfg)
+        result = api.tune(config=cfg, report=not no_report)
     else:
         with TrialProgress(err) as progress:
-            result = api.tune(config=cfg, callbacks=[progress.callback], on_start=progress.start)
+            result = api.tune(config=cfg, callbacks=[progress.callback], on_start=progress.start,
+                              report=not no_report)
     if as_json:
         print(json.dumps(result.to_json()))
     elif not quiet:
@@ -141,6 +143,19 @@ def show(
         print(json.dumps(shown, default=str))
     else:
         out.print(run_report(shown["result"], shown["trials"]))
+
+
+@app.command()
+def report(
+    run: Annotated[Path, typer.Argument(help="run directory (holds result.json)")],
+    output: Annotated[Opt[Path], typer.Option("--out", "-o", help="HTML file (default: RUN/report.html)")] = None,
+    baselines: Annotated[Opt[bool], typer.Option("--baselines/--no-baselines", help="also train the untuned default network and gradient boosting on the same split (default: when cheap)")] = None,
+) -> None:
+    """Write the run's HTML report: summary, best configuration, plots of the search, diagnostics."""
+    from .. import api
+
+    path = api.report(run, output, baselines=baselines)
+    out.print(f"report written: {path}")
 
 
 @app.command()

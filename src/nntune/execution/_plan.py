@@ -26,9 +26,10 @@ from ..data import (
     make_folds,
     read_table,
     split_train_test,
+    transform,
 )
 from ..errors import ConfigError, check_choice
-from ..models import get_family
+from ..models import ModelMeta, get_family
 from ..models import mlp as mlp_family
 from ..search import (
     HyperParameters,
@@ -37,13 +38,25 @@ from ..search import (
     Space,
     TrialCallback,
     best_trial,
+    make_module,
     make_pruner,
     make_sampler,
     resolve_space,
     run_trials,
 )
 from ..training import DEFAULTS as RECIPE_DEFAULTS
-from ..training import LOSSES, OPTIMIZERS, SCHEDULES, Metric, default_metric, get_metric
+from ..training import (
+    LOSSES,
+    OPTIMIZERS,
+    SCHEDULES,
+    Metric,
+    default_metric,
+    fit,
+    get_metric,
+    make_head,
+    predict_outputs,
+    score_all,
+)
 from ..training import SPACE as RECIPE_SPACE
 from ._budget import Budget
 
@@ -145,6 +158,26 @@ def search(plan: Plan, study: optuna.Study, budget: Budget, device: torch.device
 
     run_trials(study, objective, plan.n_trials, budget.search_deadline,
                callbacks=[plan_final, *callbacks], retries=plan.cfg.execution.retries)
+
+
+def train_final(table: TabularData, train_rows: np.ndarray, test_rows: np.ndarray,
+                 params: dict[str, Any], epochs: int, source: ModelSource, device: torch.device,
+                 seed: int, deadline: float | None) -> tuple:
+    """Retrain `params` on all training rows for `epochs`, then score the test rows once.
+
+    Returns (module, params, head, fitted preprocessor, test scores). The training matrix is
+    freed before the test rows are encoded, so a large table is never held twice.
+    """
+    final = encode_split(table, train_rows, None)
+    head = make_head(table.task, final.y_train, len(table.classes), params)
+    torch.manual_seed(seed)
+    module, params = make_module(source, params, ModelMeta(final.n_features, head.output_dim, table.task))
+    fit(module, head, final.X_train, final.y_train, params, epochs=epochs, device=device,
+        seed=seed, deadline=deadline)
+    final.X_train = None
+    X_test = torch.from_numpy(transform(final.preprocessor, table.features, test_rows)).to(device)
+    test_scores = score_all(table.task, table.y[test_rows], head.scores(predict_outputs(module, X_test)))
+    return module, params, head, final.preprocessor, test_scores
 
 
 def fold_rows(plan: Plan) -> int:

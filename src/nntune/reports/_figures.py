@@ -1,0 +1,177 @@
+"""The report's figures: Optuna's own plots of the study where Optuna has them, plotly for the
+rest (learning curves with pruned trials marked, the final model's diagnostics)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+import plotly.graph_objects as go
+
+TrialState = optuna.trial.TrialState
+MAX_CURVE_CLASSES = 10  # one-vs-rest ROC/PR curves beyond this many classes are unreadable
+
+
+@dataclass
+class Figure:
+    key: str
+    title: str
+    figure: go.Figure | None
+    note: str = ""  # why the figure is missing, or how to read it
+
+
+def _attempt(key: str, title: str, make: Callable[[], go.Figure], note: str = "") -> Figure:
+    """A figure, or an explanation instead of it (too few trials, a constant parameter, ...)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            figure = make()
+    except Exception as exc:  # Optuna raises for studies a plot cannot describe
+        return Figure(key, title, None, f"not shown: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+    figure.update_layout(title=None, margin={"l": 50, "r": 20, "t": 30, "b": 50}, height=420)
+    return Figure(key, title, figure, note)
+
+
+def important_params(study: optuna.Study, n: int = 4) -> tuple[list[str], dict[str, float]]:
+    """The `n` most important parameters (PED-ANOVA, fast and robust with few trials)."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    searched = sorted({p for t in complete for p in t.params})
+    if len(complete) < 3 or not searched:
+        return searched[:n], {}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            importances = optuna.importance.get_param_importances(
+                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
+    except Exception:
+        return searched[:n], {}
+    return list(importances)[:n], dict(importances)
+
+
+def study_figures(study: optuna.Study) -> list[Figure]:
+    vis = optuna.visualization
+    top, importances = important_params(study)
+    figures = [
+        _attempt("history", "Optimization history", lambda: vis.plot_optimization_history(study),
+                 "each dot a complete trial; the line is the best so far"),
+        _attempt("importance", "Hyperparameter importance (PED-ANOVA)",
+                 lambda: vis.plot_param_importances(
+                     study, evaluator=optuna.importance.PedAnovaImportanceEvaluator()),
+                 "how much of the spread between good and all trials each parameter explains"),
+        _attempt("parallel", "Parallel coordinates (most important parameters)",
+                 lambda: vis.plot_parallel_coordinate(study, params=top or None)),
+        _attempt("slice", "Slices of the most important parameters",
+                 lambda: vis.plot_slice(study, params=top or None)),
+        _attempt("curves", "Learning curves of all trials", lambda: learning_curves(study),
+                 "validation score per epoch (first fold); pruned trials dashed red, the best thick"),
+        _attempt("timeline", "Timeline of trials", lambda: vis.plot_timeline(study),
+                 "when each trial ran, and on which state it ended"),
+    ]
+    if len(study.directions) > 1:
+        figures.append(_attempt("pareto", "Pareto front", lambda: vis.plot_pareto_front(study)))
+    if not importances:
+        figures[1].note = figures[1].note or "needs at least 3 complete trials"
+    return figures
+
+
+def learning_curves(study: optuna.Study) -> go.Figure:
+    trials = [t for t in study.get_trials(deepcopy=False) if t.intermediate_values]
+    if not trials:
+        raise ValueError("no trial reported per-epoch scores")
+    try:
+        best = study.best_trial.number
+    except ValueError:
+        best = None
+    figure = go.Figure()
+    for trial in trials:
+        steps = sorted(trial.intermediate_values)
+        pruned = trial.state == TrialState.PRUNED
+        style = {"color": "#d62728", "dash": "dash", "width": 1} if pruned else {"color": "#7f7f7f", "width": 1}
+        if trial.number == best:
+            style = {"color": "#1f77b4", "width": 4}
+        figure.add_trace(go.Scatter(
+            x=steps, y=[trial.intermediate_values[s] for s in steps], mode="lines", line=style,
+            name=f"trial {trial.number} ({trial.state.name.lower()})", opacity=1.0 if trial.number == best else 0.6))
+    figure.update_layout(xaxis_title="epoch", yaxis_title="validation score", showlegend=len(trials) <= 20)
+    return figure
+
+
+def training_curves(curves: dict[str, list[float]]) -> go.Figure:
+    """The best trial's training and validation loss (and score) per epoch."""
+    if not curves or not curves.get("train_loss"):
+        raise ValueError("the best trial recorded no curves")
+    figure = go.Figure()
+    epochs = list(range(1, len(curves["train_loss"]) + 1))
+    for key, name in (("train_loss", "training loss"), ("val_loss", "validation loss")):
+        if curves.get(key):
+            figure.add_trace(go.Scatter(x=epochs, y=curves[key], mode="lines", name=name))
+    if curves.get("val_score"):
+        figure.add_trace(go.Scatter(x=epochs, y=curves["val_score"], mode="lines", name="validation score",
+                                    yaxis="y2", line={"dash": "dot"}))
+        figure.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": "score"})
+    figure.update_layout(xaxis_title="epoch", yaxis_title="loss")
+    return figure
+
+
+def classification_figures(y: np.ndarray, proba: np.ndarray, classes: list[Any]) -> list[Figure]:
+    from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_curve
+
+    names = [str(c) for c in classes]
+    predicted = proba.argmax(axis=1)
+    matrix = confusion_matrix(y, predicted, labels=list(range(len(classes))))
+
+    def confusion() -> go.Figure:
+        figure = go.Figure(go.Heatmap(z=matrix, x=names, y=names, colorscale="Blues", text=matrix,
+                                      texttemplate="%{text}", hovertemplate="true %{y}, predicted %{x}: %{z}"))
+        figure.update_layout(xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed")
+        return figure
+
+    shown = [1] if len(classes) == 2 else list(range(min(len(classes), MAX_CURVE_CLASSES)))
+
+    def curve(kind: str) -> go.Figure:
+        figure = go.Figure()
+        for k in shown:
+            truth = (y == k).astype(int)
+            if truth.min() == truth.max():
+                continue  # a class absent from the test rows has no curve
+            if kind == "roc":
+                x, y_, _ = roc_curve(truth, proba[:, k])
+            else:
+                y_, x, _ = precision_recall_curve(truth, proba[:, k])
+            label = names[k] if len(classes) > 2 else f"positive class {names[k]}"
+            figure.add_trace(go.Scatter(x=x, y=y_, mode="lines", name=label))
+        if kind == "roc":
+            figure.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "gray"},
+                                        name="chance"))
+            figure.update_layout(xaxis_title="false positive rate", yaxis_title="true positive rate")
+        else:
+            figure.update_layout(xaxis_title="recall", yaxis_title="precision")
+        return figure
+
+    note = "" if len(classes) <= MAX_CURVE_CLASSES else f"first {MAX_CURVE_CLASSES} classes, one against the rest"
+    return [_attempt("confusion", "Confusion matrix (test rows)", confusion),
+            _attempt("roc", "ROC curve (test rows)", lambda: curve("roc"), note),
+            _attempt("pr", "Precision-recall curve (test rows)", lambda: curve("pr"), note)]
+
+
+def regression_figures(y: np.ndarray, predicted: np.ndarray) -> list[Figure]:
+    def scatter() -> go.Figure:
+        low, high = float(min(y.min(), predicted.min())), float(max(y.max(), predicted.max()))
+        figure = go.Figure([go.Scatter(x=y, y=predicted, mode="markers", name="test rows", opacity=0.6),
+                            go.Scatter(x=[low, high], y=[low, high], mode="lines", name="perfect",
+                                       line={"dash": "dot", "color": "gray"})])
+        figure.update_layout(xaxis_title="actual", yaxis_title="predicted")
+        return figure
+
+    def residuals() -> go.Figure:
+        figure = go.Figure(go.Scatter(x=predicted, y=y - predicted, mode="markers", opacity=0.6, name="residual"))
+        figure.add_hline(y=0, line_dash="dot", line_color="gray")
+        figure.update_layout(xaxis_title="predicted", yaxis_title="actual - predicted")
+        return figure
+
+    return [_attempt("predicted", "Predicted vs actual (test rows)", scatter),
+            _attempt("residuals", "Residuals (test rows)", residuals)]

@@ -1,0 +1,229 @@
+"""`nntune report`: one self-contained HTML file that explains a run.
+
+plotly's JavaScript is embedded once (no network fetch when the file is opened); each figure is
+a plotly div. The final model's diagnostics and the baselines need the run's data again: it is
+read from the reference stored with the study (checked by its checksum), or passed in.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+
+from .._atomic import write_text
+from ..config import build_config
+from ..data import check_same_data, encode_split, transform
+from ..errors import NntuneError
+from ..execution import final_epochs, fold_rows, pick_device, prepare, train_final
+from ..predictor import load
+from ..search import best_trial, get_storage
+from ..training import score_all
+from ._figures import (
+    Figure,
+    _attempt,
+    classification_figures,
+    regression_figures,
+    study_figures,
+    training_curves,
+)
+from ._tables import read_run, top_trials
+
+BASELINE_SHARE = 0.1  # baselines run by default when they cost under this share of the run
+
+
+def render_report(run_dir: str | Path, out: str | Path | None = None, data: Any = None, y: Any = None,
+                  baselines: bool | None = None) -> Path:
+    """Write the run's report (default `<run_dir>/report.html`) and return its path."""
+    run_dir = Path(run_dir)
+    result = read_run(run_dir)
+    study = optuna.load_study(study_name=result["study"], storage=get_storage(result["storage"]))
+    attrs = study.user_attrs
+    sections = [_summary(result, attrs), _best(result, study)]
+    figures = study_figures(study)
+    best = best_trial(study)
+    curves = best.user_attrs.get("curves") if best is not None else None
+    figures.append(_attempt("training", f"Best trial's training curves (trial {best.number if best else '-'})",
+                            lambda: training_curves(curves or {})))
+    evaluation = _evaluate(run_dir, attrs, data, y)
+    if evaluation is None:
+        sections.append(_note("Final model on the test rows", "not shown: the run's data is not available "
+                              "here (in-memory data: pass it to nntune.report(run, data=...))"))
+    else:
+        plan, model, y_test, scores = evaluation
+        if plan.table.task == "regression":
+            figures += regression_figures(y_test, scores)
+        else:
+            figures += classification_figures(y_test, scores, plan.table.classes)
+        if baselines is None:
+            baselines = _baseline_cost(study, plan) < BASELINE_SHARE * float(result.get("seconds") or 0)
+        if baselines:
+            sections.insert(1, _baselines(result, study, plan))
+    page = _page(result, sections, figures)
+    target = Path(out) if out is not None else run_dir / "report.html"
+    write_text(target, page)
+    return target
+
+
+def _evaluate(run_dir: Path, attrs: dict, data: Any, y: Any):
+    """(plan, model, y_test, scores) of the saved model on the run's test rows, or None."""
+    ref = attrs.get("data_ref") or {}
+    if data is None:
+        data = ref.get("path") or ref.get("url")
+        if data is None and ref.get("kind") != "dataset":
+            return None
+    try:
+        cfg = build_config(attrs["config"])
+        plan = prepare(cfg, data, y)
+        check_same_data(ref, plan.data_ref)
+        model = load(run_dir / "model")
+    except NntuneError:
+        return None
+    rows = plan.test_rows
+    features = plan.table.features.iloc[rows]
+    y_test = plan.table.y[rows]
+    scores = model.predict(features) if plan.table.task == "regression" else model.predict_proba(features)
+    return plan, model, np.asarray(y_test), np.asarray(scores)
+
+
+def _baseline_cost(study: optuna.Study, plan) -> float:
+    """Seconds the baselines will take: the default network is about one trial's training
+    on all training rows; gradient boosting about a second per 10,000 rows."""
+    default = _default_trial(study)
+    seconds = default.user_attrs.get("train_seconds", 5.0) if default is not None else 5.0
+    return 1.5 * seconds + 1.0 + len(plan.train_rows) / 10_000
+
+
+def _default_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    """The first starting point the study tried (a queued trial: Adam at 1e-3, 2 x 128 by default)."""
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        if "fixed_params" in trial.system_attrs and "failed_trial" not in trial.system_attrs:
+            return trial
+    return None
+
+
+def _baselines(result: dict, study: optuna.Study, plan) -> str:
+    """Test scores of the untuned starting network and of untuned gradient boosting on the
+    same split, next to the tuned network's."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    metric = result["metric"]
+    rows = [("tuned network (this run)", result["test_scores"].get(metric), "")]
+    default = _default_trial(study)
+    if default is not None:
+        started = time.monotonic()
+        params = {**plan.fixed, **default.params}
+        epochs = final_epochs(default, len(plan.train_rows), fold_rows(plan), int(plan.fixed["max_epochs"]))
+        *_, scores = train_final(plan.table, plan.train_rows, plan.test_rows, params, epochs, plan.model,
+                                 pick_device("cpu"), plan.cfg.seed, None)
+        rows.append((f"default network (trial {default.number}'s recipe, untuned)", scores.get(metric),
+                     f"{time.monotonic() - started:.1f} s"))
+    started = time.monotonic()
+    split = encode_split(plan.table, plan.train_rows, None)
+    table = plan.table
+    booster = (HistGradientBoostingRegressor if table.task == "regression" else HistGradientBoostingClassifier)(
+        random_state=plan.cfg.seed)
+    booster.fit(split.X_train, split.y_train)
+    X_test = transform(split.preprocessor, table.features, plan.test_rows)
+    raw = booster.predict(X_test) if table.task == "regression" else booster.predict_proba(X_test)
+    scores = score_all(table.task, table.y[plan.test_rows], np.asarray(raw, dtype=np.float64))
+    rows.append(("HistGradientBoosting (scikit-learn defaults)", scores.get(metric),
+                 f"{time.monotonic() - started:.1f} s"))
+    body = "".join(f"<tr><td>{html.escape(name)}</td><td>{_fmt(score)}</td><td>{cost}</td></tr>"
+                   for name, score, cost in rows)
+    return (f"<section><h2>What tuning bought</h2><p>Test {html.escape(metric)} on the same held-out rows, "
+            f"each model trained on the same training rows.</p><table><tr><th>model</th><th>test {metric}</th>"
+            f"<th>training time</th></tr>{body}</table></section>")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return html.escape(str(value)) if value is not None else "-"
+
+
+def _note(title: str, text: str) -> str:
+    return f"<section><h2>{html.escape(title)}</h2><p class='note'>{html.escape(text)}</p></section>"
+
+
+def _table(rows: list[tuple[str, Any]]) -> str:
+    return "<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in rows) + "</table>"
+
+
+def _summary(result: dict, attrs: dict) -> str:
+    cfg = attrs.get("config", {})
+    search = cfg.get("search", {})
+    execution = cfg.get("execution", {})
+    data = result.get("data", {})
+    std = result.get("best_std")
+    best = _fmt(result["best_value"]) + (f" ± {std:.4f} over folds" if std is not None else "")
+    balance = ", ".join(f"{k}: {v}" for k, v in (data.get("classes") or {}).items())
+    run = attrs.get("run") or {}
+    rows = [
+        ("data", f"{data.get('name', '-')}: {data.get('rows', '-')} rows, {data.get('features', '-')} features"),
+        ("task", f"{data.get('task', '-')} (target {data.get('target', '-')})"),
+        ("class balance", balance or "-"),
+        ("budget", f"{search.get('trials') or '-'} trials, timeout {run.get('timeout') or search.get('timeout') or 'none'}"),
+        ("time used", f"{result.get('seconds', 0):.1f} s"),
+        ("strategy / pruner", f"{search.get('strategy', '-')} / {search.get('pruner', '-')}"),
+        ("validation", f"{search.get('cv')}-fold cross-validation" if search.get("cv") else "one validation split"),
+        ("workers", f"{execution.get('workers', 1)} ({execution.get('backend', 'local')})"),
+        ("trials", ", ".join(f"{n} {s}" for s, n in result["n_trials"].items())),
+        (f"best validation {result['metric']}", best),
+    ]
+    rows += [(f"test {k}", v) for k, v in result["test_scores"].items()]
+    return f"<section><h2>Summary</h2>{_table(rows)}</section>"
+
+
+def _best(result: dict, study: optuna.Study) -> str:
+    params = _table(sorted(result["best_params"].items()))
+    trials = [{"number": t.number, "state": t.state.name.lower(), "value": t.value, "params": t.params,
+               "val_loss": t.user_attrs.get("val_loss"), "train_seconds": t.user_attrs.get("train_seconds")}
+              for t in study.get_trials(deepcopy=False)]
+    top = top_trials(trials, result["direction"])
+    names = sorted({k for t in top for k in t["params"]})
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in ["trial", result["metric"], "seconds", *names])
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in
+                                     [t["number"], t["value"], t["train_seconds"], *[t["params"].get(n) for n in names]])
+                   + "</tr>" for t in top)
+    return (f"<section><h2>Best configuration</h2>{params}</section>"
+            f"<section><h2>Top {len(top)} trials</h2><div class='wide'><table><tr>{head}</tr>{body}</table></div></section>")
+
+
+def _page(result: dict, sections: list[str], figures: list[Figure]) -> str:
+    from plotly.offline import get_plotlyjs
+
+    blocks = []
+    for figure in figures:
+        title = f"<h2>{html.escape(figure.title)}</h2>"
+        note = f"<p class='note'>{html.escape(figure.note)}</p>" if figure.note else ""
+        if figure.figure is None:
+            blocks.append(f"<section class='figure missing' data-key='{figure.key}'>{title}{note}</section>")
+            continue
+        div = figure.figure.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{figure.key}",
+                                    config={"displaylogo": False, "responsive": True})
+        blocks.append(f"<section class='figure' data-key='{figure.key}'>{title}{note}{div}</section>")
+    meta = html.escape(json.dumps({"study": result["study"], "metric": result["metric"]}))
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>nntune report: {html.escape(result['study'])}</title>
+<meta name="nntune" content="{meta}">
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }}
+table {{ border-collapse: collapse; margin: .5rem 0; }} td, th {{ border: 1px solid #ddd; padding: .25rem .6rem; text-align: left; }}
+th {{ background: #f5f5f5; }} .note {{ color: #666; font-size: .9rem; }} .wide {{ overflow-x: auto; }}
+section {{ margin-bottom: 2rem; }}
+</style>
+<script type="text/javascript">{get_plotlyjs()}</script>
+</head><body>
+<h1>nntune report: {html.escape(result['study'])}</h1>
+<p class="note">written {time.strftime('%Y-%m-%d %H:%M')} by nntune {html.escape(str(result.get('nntune_version', '')))}</p>
+{''.join(sections)}
+{''.join(blocks)}
+</body></html>
+"""
