@@ -335,6 +335,38 @@ def _states_text(states: dict[str, int]) -> str:
     return ", ".join(f"{n} {s}" for s, n in states.items()) or "no trials ran"
 
 
+def dashboard(run_or_storage: str | Path, host: str = "127.0.0.1", port: int = 8080,
+              on_ready: Callable[[str], None] | None = None) -> None:
+    """Serve optuna-dashboard on a run's study storage until interrupted (it reads the storage
+    live, so a study running in another process updates as it goes). `run_or_storage` is a run
+    directory, or a storage URL / journal file. `on_ready(url)` is called before serving.
+
+    >>> nntune.dashboard("runs/churn")          # then open http://127.0.0.1:8080
+    """
+    try:
+        import optuna_dashboard
+    except ImportError:
+        raise ConfigError("the dashboard needs optuna-dashboard: pip install 'nntune[dashboard]'") from None
+    storage = _storage_of(run_or_storage)
+    if on_ready is not None:
+        on_ready(f"http://{host}:{port}/")
+    optuna_dashboard.run_server(get_storage(storage), host=host, port=port)
+
+
+def _storage_of(run_or_storage: str | Path) -> str:
+    """A run directory's storage (from its result.json, or its study.db), or the URL as given."""
+    text = str(run_or_storage)
+    if "://" in text or text.endswith((".journal", ".log")):
+        return text
+    run_dir = Path(text)
+    if (run_dir / "result.json").exists():
+        return read_run(run_dir)["storage"]
+    for name in ("study.db", "study.journal"):
+        if (run_dir / name).exists():
+            return storage_url(None, run_dir) if name == "study.db" else str(run_dir / name)
+    raise ConfigError(f"'{text}' is neither a run directory (with result.json or study.db) nor a storage URL")
+
+
 def show(run_dir: str | Path) -> dict[str, Any]:
     """A finished run: its result.json plus every trial of its study as plain dicts."""
     result = read_run(run_dir)

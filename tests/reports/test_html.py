@@ -61,3 +61,44 @@ def test_in_memory_runs_need_their_data_for_diagnostics(tmp_path, churn_frame):
 def test_report_of_a_missing_run_is_one_line(tmp_path, cli):
     code, out, err = cli("report", tmp_path / "nowhere")
     assert code == 2 and "is not an nntune run directory" in err
+
+
+@pytest.mark.slow
+def test_dashboard_serves_the_runs_study(tmp_path, churn_csv):
+    import json
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    nntune.tune(churn_csv, target="churned", trials=2, max_epochs=5, out=tmp_path / "run", study="live",
+                report=False)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    code = "import sys; from nntune.cli import main; sys.argv[0] = 'nntune'; main()"
+    server = subprocess.Popen([sys.executable, "-c", code, "dashboard", str(tmp_path / "run"), "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        studies = None
+        for _ in range(120):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as response:
+                    studies = json.loads(response.read())
+                break
+            except OSError:
+                time.sleep(0.25)
+        assert studies is not None, server.stderr.read() if server.poll() is not None else "no answer"
+        assert [s["study_name"] for s in studies["study_summaries"]] == ["live"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_dashboard_without_its_extra_says_how_to_install(tmp_path, monkeypatch, cli):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "optuna_dashboard", None)
+    code, out, err = cli("dashboard", tmp_path)
+    assert code == 2 and "pip install 'nntune[dashboard]'" in err

@@ -159,6 +159,19 @@ def report(
 
 
 @app.command()
+def dashboard(
+    run: Annotated[str, typer.Argument(help="run directory, storage URL or .journal file")],
+    host: Annotated[str, typer.Option(help="address to listen on (127.0.0.1: this machine only)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8080,
+) -> None:
+    """Serve optuna-dashboard on a run's study (live, also while the study is running)."""
+    from .. import api
+
+    api.dashboard(run, host=host, port=port,
+                  on_ready=lambda url: err.print(f"optuna-dashboard on {url} (Ctrl-C to stop)"))
+
+
+@app.command()
 def schema(
     output: Annotated[Opt[Path], typer.Option("--out", "-o", help="write to a file instead of stdout")] = None,
 ) -> None:
