@@ -22,7 +22,7 @@ from . import __version__
 from ._atomic import write_bytes, write_json, write_text
 from .config import RunConfig, build_config, load_config, merge
 from .data import read_table
-from .errors import ConfigError, NntuneError, did_you_mean
+from .errors import ConfigError, NntuneError, check_choice, did_you_mean
 from .execution import (
     Budget,
     BuildModel,
@@ -42,7 +42,7 @@ from .execution import (
     train_final,
 )
 from .predictor import Predictor, load
-from .reports import read_run, render_report
+from .reports import read_run, render_comparison, render_report
 from .search import (
     TrialCallback,
     absolute_storage,
@@ -333,6 +333,49 @@ def _study_name(name: str) -> str:
 
 def _states_text(states: dict[str, int]) -> str:
     return ", ".join(f"{n} {s}" for s, n in states.items()) or "no trials ran"
+
+
+def compare(
+    data: str | Path | pd.DataFrame | np.ndarray | None = None,
+    target: str | None = None,
+    *,
+    strategies: Sequence[str] = ("random", "tpe"),
+    seeds: int | Sequence[int] = 3,
+    out: str | Path = "runs/compare",
+    target_score: float | None = None,
+    y: np.ndarray | pd.Series | None = None,
+    callbacks: Sequence[TrialCallback] = (),
+    **options: Any,
+) -> dict[str, Any]:
+    """Tune the same data with each strategy and seed under the same budget, and compare:
+    best validation score over time, time to reach `target_score` (default: the score every
+    run reached) and final test scores with 95% confidence intervals. Writes compare.html and
+    compare.json into `out` (each run keeps its own directory there); returns the summary.
+
+    >>> nntune.compare(df, target="churned", strategies=["random", "tpe", "gp"], seeds=3, trials=30)
+    """
+    from .search import STRATEGIES
+
+    names = [s.strip() for s in (strategies.split(",") if isinstance(strategies, str) else strategies) if s.strip()]
+    if len(names) < 1:
+        raise ConfigError("compare needs at least one strategy, e.g. random,tpe")
+    for name in names:
+        check_choice("strategy", name, STRATEGIES)
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    if not seed_list:
+        raise ConfigError("compare needs at least one seed")
+    if isinstance(data, str | Path):
+        options["data"], data = str(data), None
+    out = Path(out)
+    runs = []
+    for name in names:
+        for seed in seed_list:
+            study = f"{name}-seed{seed}"
+            result = tune(data, target, y=y, strategy=name, seed=seed, out=out / study, study=study,
+                          report=False, callbacks=callbacks, **options)
+            runs.append({"strategy": name, "seed": seed, "study": result.study, "metric": result.metric,
+                         "test_scores": result.test_scores, "run_dir": result.run_dir})
+    return render_comparison(out, runs, target_score)
 
 
 def dashboard(run_or_storage: str | Path, host: str = "127.0.0.1", port: int = 8080,

@@ -78,7 +78,8 @@ def test_a_silent_trial_of_another_machine_is_failed_by_heartbeat_and_retried(tm
     storage = get_storage(postgres_url, heartbeat=1, retries=2)
     study = optuna.load_study(study_name="hb", storage=storage)
     ghost = study.ask()  # a worker elsewhere took a trial, beat once, and fell silent
-    ghost.set_user_attr("worker", {"host": "another-machine", "pid": 1, "started": 0.0})
+    ghost.set_user_attr("worker", {"host": "elsewhere", "machine": "elsewhere:boot:ns", "pid": 1, "started": 0.0,
+                                   "trial": ghost.number})
     storage.record_heartbeat(ghost._trial_id)
     time.sleep(3.5)  # three heartbeats of 1 s
 

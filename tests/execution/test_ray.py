@@ -49,12 +49,13 @@ def test_without_an_address_a_local_ray_instance_is_started_and_stopped(tmp_path
     assert not ray.is_initialized()
 
 
-def test_more_cpus_per_trial_than_the_cluster_has_is_refused():
+def test_slots_count_what_each_node_holds():
     from nntune.execution._ray import _slots
 
-    assert _slots({"CPU": 8.0}, 2, 0) == 4
-    assert _slots({"CPU": 8.0, "GPU": 1.0}, 1, 0.5) == 2
-    with pytest.raises(nntune.ConfigError, match="cpus_per_trial is 4 but the Ray cluster has 2.0 CPUs"):
-        _slots({"CPU": 2.0}, 4, 0)
-    with pytest.raises(nntune.ConfigError, match="gpus_per_trial is 1 but the Ray cluster has 0 GPUs"):
-        _slots({"CPU": 2.0}, 1, 1)
+    assert _slots([{"CPU": 8.0}], 2, 0) == 4
+    assert _slots([{"CPU": 8.0, "GPU": 1.0}], 1, 0.5) == 2
+    assert _slots([{"CPU": 3.0}, {"CPU": 3.0}], 2, 0) == 2
+    with pytest.raises(nntune.ConfigError, match="no node of the Ray cluster fits a trial of cpus_per_trial=4"):
+        _slots([{"CPU": 2.0}, {"CPU": 2.0}], 4, 0)  # 4 CPUs in all, but not on one node
+    with pytest.raises(nntune.ConfigError, match="gpus_per_trial=1.*0 GPUs"):
+        _slots([{"CPU": 2.0}], 1, 1)

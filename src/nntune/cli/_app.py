@@ -33,7 +33,7 @@ Opt = Optional  # typer reads Optional[...] for options without a default
 @app.command()
 def tune(
     config: Annotated[Opt[Path], typer.Argument(help="YAML config; options below override its keys")] = None,
-    data: Annotated[Opt[Path], typer.Option(help="CSV, TSV or Parquet file")] = None,
+    data: Annotated[Opt[str], typer.Option(help="CSV, TSV or Parquet file, or an http(s) URL")] = None,
     dataset: Annotated[Opt[str], typer.Option(help="built-in: digits, breast_cancer, wine, iris, diabetes")] = None,
     target: Annotated[Opt[str], typer.Option(help="column to predict")] = None,
     task: Annotated[Opt[str], typer.Option(help="auto, binary, multiclass, regression")] = None,
@@ -54,6 +54,8 @@ def tune(
     address: Annotated[Opt[str], typer.Option(help="Ray cluster: auto or HOST:PORT (default: start a local one)")] = None,
     cpus_per_trial: Annotated[Opt[float], typer.Option(help="Ray: CPUs reserved per trial")] = None,
     gpus_per_trial: Annotated[Opt[float], typer.Option(help="Ray: GPUs reserved per trial")] = None,
+    heartbeat: Annotated[Opt[float], typer.Option(help="seconds between trial heartbeats (database storage)")] = None,
+    retries: Annotated[Opt[int], typer.Option(help="times a trial whose worker died is run again")] = None,
     out_dir: Annotated[Opt[Path], typer.Option("--out", help="run directory (default: runs/<study>)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue the study (or start it)")] = False,
     seed: Annotated[Opt[int], typer.Option(help="seed for splits, sampler and weights")] = None,
@@ -74,6 +76,7 @@ def tune(
         storage=storage, out=str(out_dir) if out_dir else None, resume=resume or None,
         seed=seed, threads=threads, device=device, workers=workers, backend=backend,
         address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
+        heartbeat=heartbeat, retries=retries,
     )
     if cfg.search.timeout is not None:
         # The limit is for the whole command: the seconds spent starting Python and importing
@@ -156,6 +159,37 @@ def report(
 
     path = api.report(run, output, baselines=baselines)
     out.print(f"report written: {path}")
+
+
+@app.command()
+def compare(
+    config: Annotated[Opt[Path], typer.Argument(help="YAML config; options below override its keys")] = None,
+    strategies: Annotated[str, typer.Option(help="comma-separated: grid, random, qmc, tpe, gp, cmaes")] = "random,tpe",
+    seeds: Annotated[int, typer.Option(help="runs per strategy (seeds 0..N-1)")] = 3,
+    data: Annotated[Opt[Path], typer.Option(help="CSV, TSV or Parquet file")] = None,
+    dataset: Annotated[Opt[str], typer.Option(help="built-in: digits, breast_cancer, wine, iris, diabetes")] = None,
+    target: Annotated[Opt[str], typer.Option(help="column to predict")] = None,
+    trials: Annotated[Opt[int], typer.Option(help="trials per run")] = None,
+    timeout: Annotated[Opt[str], typer.Option(help="limit per run: 90s, 10m")] = None,
+    cv: Annotated[Opt[int], typer.Option(help="k-fold cross-validation")] = None,
+    max_epochs: Annotated[Opt[int], typer.Option(help="epochs per trial before early stopping")] = None,
+    target_score: Annotated[Opt[float], typer.Option(help="score for 'time to reach' (default: the one every run reached)")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="directory for the runs, compare.html and compare.json")] = Path("runs/compare"),
+    threads: Annotated[Opt[int], typer.Option(help="torch threads")] = None,
+) -> None:
+    """Run several strategies on the same data, budget and seeds; compare them side by side."""
+    from .. import api
+
+    options = {k: v for k, v in {"data": str(data) if data else None, "dataset": dataset, "trials": trials,
+                                 "timeout": parse_duration(timeout) if timeout else None, "cv": cv,
+                                 "max_epochs": max_epochs, "threads": threads}.items() if v is not None}
+    with TrialProgress(err) as progress:
+        summary = api.compare(target=target, strategies=strategies.split(","), seeds=seeds, out=out_dir,
+                              target_score=target_score, config=config, callbacks=[progress.callback], **options)
+    for row in summary["strategies"]:
+        out.print(f"{row['strategy']:>8}: test {summary['metric']} {row['test']:.4f} ± {row['test_ci']:.4f}, "
+                  f"reached {summary['target']:.4f} in {row['reached']} runs")
+    out.print(f"report: {out_dir / 'compare.html'}")
 
 
 @app.command()

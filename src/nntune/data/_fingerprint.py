@@ -30,10 +30,13 @@ def bytes_sha256(content: bytes) -> str:
 def memory_sha256(data: pd.DataFrame | np.ndarray, y: Any = None) -> str:
     """A checksum of in-memory data: pandas' row hashes for a frame, raw bytes for arrays."""
     digest = hashlib.sha256()
+    if isinstance(data, np.ndarray) and data.dtype == object:  # raw bytes would be pointers
+        data = pd.DataFrame(data.reshape(len(data), -1))
     if isinstance(data, pd.DataFrame):
         digest.update(pd.util.hash_pandas_object(data, index=False).to_numpy().tobytes())
         digest.update("\0".join(map(str, data.columns)).encode())
     else:
+        digest.update(f"{data.shape}{data.dtype}".encode())
         digest.update(np.ascontiguousarray(data).tobytes())
     if y is not None:
         digest.update(pd.util.hash_pandas_object(pd.Series(np.asarray(y)), index=False).to_numpy().tobytes())
@@ -54,9 +57,21 @@ def data_reference(source: Any, dataset: str | None, y: Any = None,
 
 
 def check_same_data(expected: dict[str, Any], actual: dict[str, Any]) -> None:
-    """Raise DataError when a worker's data is not the study's (a different checksum)."""
+    """Raise DataError when data is not the study's: another built-in data set, or bytes with
+    a different checksum."""
+    if expected.get("kind") == "dataset" or actual.get("kind") == "dataset":
+        if expected.get("name") != actual.get("name"):
+            raise DataError(f"the study was started on {_describe(expected)}, not {_describe(actual)}; "
+                            "every worker must read the same data")
+        return
     want, got = expected.get("sha256"), actual.get("sha256")
     if want and got and want != got:
         where = actual.get("path") or actual.get("url") or "the data passed in"
         raise DataError(f"{where} has checksum {got[:12]}..., but the study was started on data with "
                         f"checksum {want[:12]}...; every worker must read the same data")
+
+
+def _describe(ref: dict[str, Any]) -> str:
+    if ref.get("kind") == "dataset":
+        return f"the built-in data set '{ref.get('name')}'"
+    return f"'{ref.get('path') or ref.get('url')}'" if ref.get("path") or ref.get("url") else "in-memory data"

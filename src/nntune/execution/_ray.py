@@ -48,7 +48,8 @@ def run_ray(job: WorkerJob, study: optuna.Study, address: str | None, cpus_per_t
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
                  configure_logging=False)
     try:
-        slots = _slots(ray.cluster_resources(), cpus_per_trial, gpus_per_trial)
+        nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+        slots = _slots(nodes, cpus_per_trial, gpus_per_trial)
         n_trials = study.user_attrs.get("n_trials")
         if n_trials:
             slots = min(slots, int(n_trials))
@@ -78,13 +79,18 @@ def run_ray(job: WorkerJob, study: optuna.Study, address: str | None, cpus_per_t
             ray.shutdown()
 
 
-def _slots(resources: dict[str, float], cpus: float, gpus: float) -> int:
-    """How many trials the cluster runs at once with these per-trial reservations."""
-    slots = math.floor(resources.get("CPU", 1) / cpus)
-    if gpus > 0:
-        if resources.get("GPU", 0) < gpus:
-            raise ConfigError(f"gpus_per_trial is {gpus} but the Ray cluster has {resources.get('GPU', 0)} GPUs")
-        slots = min(slots, math.floor(resources["GPU"] / gpus))
+def _slots(nodes: list[dict[str, float]], cpus: float, gpus: float) -> int:
+    """How many trials the cluster runs at once with these per-trial reservations. A task
+    runs on one node, so each node is counted alone: two 2-CPU nodes hold no 4-CPU trial."""
+    slots = 0
+    for resources in nodes:
+        fit = math.floor(resources.get("CPU", 0) / cpus)
+        if gpus > 0:
+            fit = min(fit, math.floor(resources.get("GPU", 0) / gpus))
+        slots += fit
     if slots < 1:
-        raise ConfigError(f"cpus_per_trial is {cpus} but the Ray cluster has {resources.get('CPU', 0)} CPUs")
+        largest = max(nodes, key=lambda r: r.get("CPU", 0), default={})
+        raise ConfigError(
+            f"no node of the Ray cluster fits a trial of cpus_per_trial={cpus:g}, gpus_per_trial={gpus:g}; "
+            f"the largest has {largest.get('CPU', 0):g} CPUs and {largest.get('GPU', 0):g} GPUs")
     return slots

@@ -22,7 +22,7 @@ import optuna
 from ..config import build_config
 from ..data import check_same_data
 from ..errors import ConfigError, NntuneError
-from ..search import FINISHED, TrialCallback, get_storage
+from ..search import FINISHED, TrialCallback, counts_toward_budget, get_storage
 from ..training import idle_cores, pick_device, set_threads
 from ._budget import Budget
 from ._plan import BuildModel, Plan, prepare, search
@@ -45,10 +45,16 @@ class WorkerJob:
 
 
 def publish_run(study: optuna.Study, plan: Plan, budget: Budget) -> None:
-    """Store what joining workers need; called by the driver each time it (re)starts."""
-    study.set_user_attr("data_ref", plan.data_ref)
+    """Store what joining workers need; called by the driver each time it (re)starts, so that
+    workers follow the current run's settings. The data reference goes last: a worker waiting
+    for the study starts once it is there, and finds the rest already written."""
+    previous = study.user_attrs.get("data_ref")
+    if previous is not None:
+        check_same_data(previous, plan.data_ref)  # a resumed study keeps its data
+    study.set_user_attr("config", plan.cfg.model_dump(mode="json"))
     study.set_user_attr("n_trials", plan.n_trials)
     study.set_user_attr("run", {"started": time.time() - budget.elapsed(), "timeout": budget.timeout})
+    study.set_user_attr("data_ref", plan.data_ref)
 
 
 def run_worker(job: WorkerJob, callbacks: Sequence[TrialCallback] = (),
@@ -109,13 +115,15 @@ def _study_attrs(job: WorkerJob) -> dict[str, Any]:
 
 
 def _budget(run: dict[str, Any], timeout: float | None) -> Budget:
-    if timeout is not None:
-        return Budget(timeout)
+    """The run's budget as the driver set it (its clock started there: time.time() is the clock
+    all machines share), cut shorter by the worker's own `timeout`."""
     if run.get("timeout") is None:
-        return Budget(None)
-    # The run's clock started in the driver; time.time() is the clock all machines share.
+        return Budget(timeout)
     started = time.monotonic() - max(0.0, time.time() - float(run["started"]))
-    return Budget(float(run["timeout"]), started=started)
+    budget = Budget(float(run["timeout"]), started=started)
+    if timeout is not None and time.monotonic() + timeout < budget.deadline:
+        return Budget(timeout)
+    return budget
 
 
 def worker_threads(workers: int, threads: int | None) -> int:
@@ -138,6 +146,11 @@ def _local_worker(job: WorkerJob, errors: Any) -> None:
 def check_picklable(job: WorkerJob) -> None:
     """Worker processes receive the job pickled: a lambda or a function defined inside
     another cannot be sent, so say so before anything starts."""
+    main = sys.modules.get("__main__")
+    if (job.build_model is not None and getattr(job.build_model, "__module__", None) == "__main__"
+            and not getattr(main, "__file__", None)):
+        raise ConfigError("build_model is defined in an interactive session (a notebook or the REPL), which "
+                          "worker processes cannot import: move it into a module (a .py file) and import it")
     try:
         pickle.dumps(job.build_model)
     except Exception:
@@ -158,14 +171,21 @@ def run_local(job: WorkerJob, workers: int, study: optuna.Study,
                                  name=f"nntune-worker-{i + 1}", daemon=True) for i in range(workers)]
     for process in processes:
         process.start()
+    messages: list[str] = []
+
+    def running() -> bool:
+        messages.extend(_drain(errors))  # read as they come: a large message blocks its sender
+        return any(p.is_alive() for p in processes)
+
     try:
-        watch(study, lambda: any(p.is_alive() for p in processes), callbacks)
+        watch(study, running, callbacks)
     finally:
         for process in processes:
             if process.is_alive():
                 process.terminate()
             process.join()
-    _raise_if_no_result(study, _drain(errors))
+    messages.extend(_drain(errors))
+    _raise_if_failed(study, [p.exitcode for p in processes], messages)
 
 
 def watch(study: optuna.Study, running: Callable[[], bool], callbacks: Sequence[TrialCallback],
@@ -177,8 +197,9 @@ def watch(study: optuna.Study, running: Callable[[], bool], callbacks: Sequence[
         for trial in study.get_trials(deepcopy=False, states=FINISHED):
             if trial.number not in seen:
                 seen.add(trial.number)
-                for callback in callbacks:
-                    callback(study, trial)
+                if counts_toward_budget(trial):  # not a dead worker's or a surplus trial
+                    for callback in callbacks:
+                        callback(study, trial)
         if not alive:
             return
         time.sleep(poll)
@@ -188,13 +209,15 @@ def _drain(queue: Any) -> list[str]:
     messages = []
     while True:
         try:
-            messages.append(queue.get(timeout=0.1))
+            messages.append(queue.get_nowait())
         except Exception:  # queue.Empty
             return messages
 
 
-def _raise_if_no_result(study: optuna.Study, messages: list[str]) -> None:
+def _raise_if_failed(study: optuna.Study, codes: list[int | None], messages: list[str]) -> None:
     """Workers that crashed are tolerable while others finish the study (their trials are
-    queued again); if no trial completed at all, the first worker error is the run's error."""
-    if messages and not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        raise NntuneError(f"the workers failed: {messages[0].splitlines()[0]}")
+    queued again). When every worker failed, or no trial completed, the first error is the run's."""
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if all(code != 0 for code in codes) or (messages and not complete):
+        first = messages[0].splitlines()[0] if messages else f"exit codes {codes}"
+        raise NntuneError(f"the workers failed: {first}")

@@ -8,7 +8,6 @@ read from the reference stored with the study (checked by its checksum), or pass
 from __future__ import annotations
 
 import html
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -64,9 +63,8 @@ def render_report(run_dir: str | Path, out: str | Path | None = None, data: Any 
             baselines = _baseline_cost(study, plan) < BASELINE_SHARE * float(result.get("seconds") or 0)
         if baselines:
             sections.insert(1, _baselines(result, study, plan))
-    page = _page(result, sections, figures)
     target = Path(out) if out is not None else run_dir / "report.html"
-    write_text(target, page)
+    write_text(target, page(result["study"], sections, figures, result.get("nntune_version", "")))
     return target
 
 
@@ -195,24 +193,26 @@ def _best(result: dict, study: optuna.Study) -> str:
             f"<section><h2>Top {len(top)} trials</h2><div class='wide'><table><tr>{head}</tr>{body}</table></div></section>")
 
 
-def _page(result: dict, sections: list[str], figures: list[Figure]) -> str:
+def page(title: str, sections: list[str], figures: list[Figure], version: str = "") -> str:
+    """A whole self-contained HTML page: plotly's JavaScript embedded once, then the sections
+    and one plotly div per figure (or its note when the figure could not be drawn)."""
     from plotly.offline import get_plotlyjs
+
+    from .. import __version__
 
     blocks = []
     for figure in figures:
-        title = f"<h2>{html.escape(figure.title)}</h2>"
+        heading = f"<h2>{html.escape(figure.title)}</h2>"
         note = f"<p class='note'>{html.escape(figure.note)}</p>" if figure.note else ""
         if figure.figure is None:
-            blocks.append(f"<section class='figure missing' data-key='{figure.key}'>{title}{note}</section>")
+            blocks.append(f"<section class='figure missing' data-key='{figure.key}'>{heading}{note}</section>")
             continue
         div = figure.figure.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{figure.key}",
                                     config={"displaylogo": False, "responsive": True})
-        blocks.append(f"<section class='figure' data-key='{figure.key}'>{title}{note}{div}</section>")
-    meta = html.escape(json.dumps({"study": result["study"], "metric": result["metric"]}))
+        blocks.append(f"<section class='figure' data-key='{figure.key}'>{heading}{note}{div}</section>")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
-<title>nntune report: {html.escape(result['study'])}</title>
-<meta name="nntune" content="{meta}">
+<title>nntune report: {html.escape(title)}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }}
 table {{ border-collapse: collapse; margin: .5rem 0; }} td, th {{ border: 1px solid #ddd; padding: .25rem .6rem; text-align: left; }}
@@ -221,8 +221,8 @@ section {{ margin-bottom: 2rem; }}
 </style>
 <script type="text/javascript">{get_plotlyjs()}</script>
 </head><body>
-<h1>nntune report: {html.escape(result['study'])}</h1>
-<p class="note">written {time.strftime('%Y-%m-%d %H:%M')} by nntune {html.escape(str(result.get('nntune_version', '')))}</p>
+<h1>nntune report: {html.escape(title)}</h1>
+<p class="note">written {time.strftime('%Y-%m-%d %H:%M')} by nntune {html.escape(str(version or __version__))}</p>
 {''.join(sections)}
 {''.join(blocks)}
 </body></html>

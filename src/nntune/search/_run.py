@@ -51,12 +51,12 @@ class _Loop:
         counted = sum(counts_toward_budget(t) for t in trials)
         if self.n_trials is not None and counted >= self.n_trials:
             return "done"
+        running = sum(t.state == TrialState.RUNNING for t in trials)
         due = self.stop_at()
         if due is not None and time.monotonic() >= due:
-            if self.ran or any(t.state == TrialState.COMPLETE for t in trials):
+            if self.ran or running or any(t.state == TrialState.COMPLETE for t in trials):
                 return "due"
             # Without any complete trial there is no model yet: one trial runs (cut short).
-        running = sum(t.state == TrialState.RUNNING for t in trials)
         if self.n_trials is not None:
             free = self.n_trials - counted - running
             if free <= 0:
@@ -67,7 +67,7 @@ class _Loop:
 
 
     def guarded(self, trial: optuna.Trial) -> float:
-        trial.set_user_attr("worker", self.worker)
+        trial.set_user_attr("worker", {**self.worker, "trial": trial.number})
         if self.n_trials is not None:
             earlier = self.study.get_trials(deepcopy=False)
             claimed = sum(counts_toward_budget(t) or (t.state == TrialState.RUNNING and t.number < trial.number)
@@ -80,6 +80,10 @@ class _Loop:
 
     def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         self.ran += 1
+        sampler = study.sampler
+        if isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(study):
+            study.stop()  # every grid point has run: nothing is left to pause for
+            return
         if self.state() != "go":
             self.paused = True
             study.stop()

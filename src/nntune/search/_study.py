@@ -7,6 +7,7 @@ which trials count toward the budget, which running trials belong to a dead work
 
 from __future__ import annotations
 
+import datetime
 import os
 import socket
 import time
@@ -165,12 +166,24 @@ def finished_trials(study: optuna.Study) -> int:
     return sum(counts_toward_budget(t) for t in study.get_trials(deepcopy=False, states=FINISHED))
 
 
+def _machine() -> str:
+    """This machine and PID namespace: a hostname alone is shared by containers and cloned VMs
+    whose process ids are not comparable."""
+    parts = [socket.gethostname()]
+    try:
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip())
+        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+    except OSError:  # not Linux: the hostname is what there is
+        pass
+    return ":".join(parts)
+
+
 def worker_identity() -> dict[str, Any]:
-    """Who runs a trial: host, process id and the process's start time (pids are reused)."""
+    """Who runs a trial: machine, process id and the process's start time (pids are reused)."""
     import psutil
 
     pid = os.getpid()
-    return {"host": socket.gethostname(), "pid": pid,
+    return {"host": socket.gethostname(), "machine": _machine(), "pid": pid,
             "started": round(psutil.Process(pid).create_time(), 2)}
 
 
@@ -183,26 +196,39 @@ def _alive(worker: dict[str, Any]) -> bool:
         return False
 
 
+# A running trial records its worker within milliseconds of starting; one without a worker
+# for this long was started by a process that died at once (or by an older nntune).
+UNCLAIMED_SECONDS = 60.0
+
+
+def _dead(trial: optuna.trial.FrozenTrial, machine: str, now: datetime.datetime) -> bool:
+    worker = trial.user_attrs.get("worker")
+    if isinstance(worker, dict) and worker.get("trial") == trial.number:
+        return worker.get("machine") == machine and not _alive(worker)
+    # No worker of its own yet (a retry carries its dead predecessor's): give it time to claim.
+    started = trial.datetime_start
+    return started is not None and (now - started).total_seconds() > UNCLAIMED_SECONDS
+
+
 def fail_dead_trials(study: optuna.Study, retries: int | None,
                      trials: list[optuna.trial.FrozenTrial] | None = None) -> list[int]:
-    """Fail the running trials of workers on this host that no longer exist, and queue each
-    again (up to `retries` times). Returns their numbers.
+    """Fail the running trials of workers on this machine that no longer exist (and trials no
+    worker claimed for a minute), and queue each again (up to `retries` times). Returns their
+    numbers.
 
     Heartbeats find dead workers on any host, but only after their grace period and only in a
     database; a process on this host can be checked at once, which lets a killed run resume
     immediately and works with the journal file storage too. `trials`: the study's trials
     when the caller has just read them.
     """
-    host = socket.gethostname()
+    machine = _machine()
+    now = datetime.datetime.now()
     storage = study._storage
     failed = []
     if trials is None:
         trials = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for trial in trials:
-        if trial.state != TrialState.RUNNING:
-            continue
-        worker = trial.user_attrs.get("worker")
-        if not isinstance(worker, dict) or worker.get("host") != host or _alive(worker):
+        if trial.state != TrialState.RUNNING or not _dead(trial, machine, now):
             continue
         try:
             if storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
