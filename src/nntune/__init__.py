@@ -16,7 +16,8 @@ __version__ = "0.1.0"
 # Public names and the modules that define them. They load on first use, so that
 # `nntune --help` does not wait for torch, scikit-learn and optuna to import.
 _EXPORTS = {
-    "tune": "api", "worker": "api", "report": "api", "compare": "api", "make_config": "api", "TuneResult": "api",
+    "tune": "api", "worker": "api", "report": "api", "compare": "api", "ablate": "api",
+    "make_config": "api", "TuneResult": "api",
     "load": "predictor", "Predictor": "predictor",
     "HyperParameters": "search",
     "RunConfig": "config",
@@ -27,7 +28,7 @@ _EXPORTS = {
 __all__ = [
     "ConfigError", "DataError", "HyperParameters", "ModelDirError", "NntuneError", "Predictor",
     "RunConfig", "StudyExistsError", "TrialFailed", "TuneResult", "load", "make_config",
-    "compare", "report", "schema", "tune", "worker",
+    "ablate", "compare", "report", "schema", "tune", "worker",
 ]
 
 
@@ -47,7 +48,7 @@ def schema() -> dict:
 
 
 if TYPE_CHECKING:
-    from .api import TuneResult, compare, make_config, report, tune, worker
+    from .api import TuneResult, ablate, compare, make_config, report, tune, worker
     from .config import RunConfig
     from .errors import (
         ConfigError,

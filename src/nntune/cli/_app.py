@@ -193,6 +193,30 @@ def compare(
 
 
 @app.command()
+def ablate(
+    run: Annotated[Path, typer.Argument(help="run directory (holds result.json)")],
+    techniques: Annotated[Opt[str], typer.Option(help="comma-separated subset (default: all): dropout, batch_norm, weight_decay, early_stopping, lr_schedule, gradient_clipping, ...")] = None,
+    seeds: Annotated[int, typer.Option(help="seeds per configuration (0..N-1)")] = 3,
+    cv: Annotated[int, typer.Option(help="folds per seed")] = 3,
+    output: Annotated[Opt[Path], typer.Option("--out", "-o", help="HTML file (default: RUN/ablation.html; numbers in .json beside it)")] = None,
+) -> None:
+    """Switch off one technique of the best configuration at a time and measure what it did."""
+    from .. import api
+
+    chosen = [t.strip() for t in techniques.split(",") if t.strip()] if techniques else None
+    with err.status("ablating") as status:
+        numbers = api.ablate(run, output, techniques=chosen, seeds=seeds, cv=cv,
+                             on_step=lambda name: status.update(f"ablating: without {name}"))
+    out.print(f"validation {numbers['metric']} as tuned: {numbers['base_score']:.4f}")
+    for row in numbers["techniques"]:
+        if not row["applicable"]:
+            out.print(f"  {row['technique']:>18}: not applicable ({row['what']})")
+        else:
+            out.print(f"  {row['technique']:>18}: {row['score_effect']:+.4f} ± {row['score_effect_ci']:.4f} "
+                      f"without it ({row['verdict']}), {row['seconds_effect']:+.2f} s per fit")
+
+
+@app.command()
 def dashboard(
     run: Annotated[str, typer.Argument(help="run directory, storage URL or .journal file")],
     host: Annotated[str, typer.Option(help="address to listen on (127.0.0.1: this machine only)")] = "127.0.0.1",
