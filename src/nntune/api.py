@@ -255,18 +255,18 @@ def tune(
 
 
 def report(run_dir: str | Path, out: str | Path | None = None, *, data: Any = None, y: Any = None,
-           baselines: bool | None = None) -> Path:
+           baselines: bool | None = None, png: str | Path | None = None) -> Path:
     """Write the HTML report of a finished run (default `<run_dir>/report.html`); returns its path.
 
     It opens offline (plotly embedded) and holds the summary, the best configuration, the top
     trials, Optuna's plots of the study, learning curves and the final model's diagnostics on
     the test rows. `baselines` (default: when they cost under a tenth of the run) adds the
     untuned starting network and gradient boosting trained on the same split. `data` is needed
-    only for runs on in-memory data.
+    only for runs on in-memory data. `png`: a directory to write every figure to as PNG too.
 
-    >>> nntune.report("runs/churn")
+    >>> nntune.report("runs/churn", png="figures/")
     """
-    return render_report(run_dir, out, data=data, y=y, baselines=baselines)
+    return render_report(run_dir, out, data=data, y=y, baselines=baselines, png=png)
 
 
 def worker(
@@ -345,6 +345,7 @@ def compare(
     target_score: float | None = None,
     y: np.ndarray | pd.Series | None = None,
     callbacks: Sequence[TrialCallback] = (),
+    png: str | Path | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Tune the same data with each strategy and seed under the same budget, and compare:
@@ -375,12 +376,12 @@ def compare(
                           report=False, callbacks=callbacks, **options)
             runs.append({"strategy": name, "seed": seed, "study": result.study, "metric": result.metric,
                          "test_scores": result.test_scores, "run_dir": result.run_dir})
-    return render_comparison(out, runs, target_score)
+    return render_comparison(out, runs, target_score, png=png)
 
 
 def ablate(run_dir: str | Path, out: str | Path | None = None, *, techniques: Sequence[str] | None = None,
            seeds: int | Sequence[int] = 3, cv: int = 3, data: Any = None, y: Any = None,
-           on_step: Callable[[str], None] | None = None) -> dict[str, Any]:
+           on_step: Callable[[str], None] | None = None, png: str | Path | None = None) -> dict[str, Any]:
     """Which parts of the tuned recipe matter: retrain the run's best configuration with one
     technique switched off at a time (dropout, batch/layer/weight norm, weight decay, L1, L2,
     early stopping, learning-rate schedule, gradient clipping, skip connections, label
@@ -422,7 +423,7 @@ def ablate(run_dir: str | Path, out: str | Path | None = None, *, techniques: Se
                               list(techniques) if techniques else None, on_step)
     target = Path(out) if out is not None else run_dir / "ablation.html"
     return render_ablation(target, result["study"], result["metric"], result["direction"], base, rows,
-                           seed_list, cv)
+                           seed_list, cv, png=png)
 
 
 def dashboard(run_or_storage: str | Path, host: str = "127.0.0.1", port: int = 8080,

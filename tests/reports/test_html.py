@@ -102,3 +102,19 @@ def test_dashboard_without_its_extra_says_how_to_install(tmp_path, monkeypatch, 
     monkeypatch.setitem(sys.modules, "optuna_dashboard", None)
     code, out, err = cli("dashboard", tmp_path)
     assert code == 2 and "pip install 'nntune[dashboard]'" in err
+
+
+@pytest.mark.slow
+def test_figures_also_as_png(tmp_path, churn_csv, chromium, cli):
+    from PIL import Image
+
+    nntune.tune(churn_csv, target="churned", trials=4, max_epochs=8, out=tmp_path / "run", report=False)
+    code, out, err = cli("report", tmp_path / "run", "--png", tmp_path / "png")
+    assert code == 0, err
+    written = {p.stem: p for p in (tmp_path / "png").glob("*.png")}
+    page = (tmp_path / "run" / "report.html").read_text()
+    drawn = {key for key in CLASSIFICATION_FIGURES if f"class='figure' data-key='{key}'" in page}
+    assert set(written) == drawn and "history" in drawn
+    image = Image.open(written["history"])
+    assert image.size == (2000, 900)  # 1000 x 450 at scale 2
+    assert np.asarray(image.convert("L"), dtype=float).std() > 10

@@ -153,11 +153,12 @@ def report(
     run: Annotated[Path, typer.Argument(help="run directory (holds result.json)")],
     output: Annotated[Opt[Path], typer.Option("--out", "-o", help="HTML file (default: RUN/report.html)")] = None,
     baselines: Annotated[Opt[bool], typer.Option("--baselines/--no-baselines", help="also train the untuned default network and gradient boosting on the same split (default: when cheap)")] = None,
+    png: Annotated[Opt[Path], typer.Option(help="also write every figure as PNG into this directory")] = None,
 ) -> None:
     """Write the run's HTML report: summary, best configuration, plots of the search, diagnostics."""
     from .. import api
 
-    path = api.report(run, output, baselines=baselines)
+    path = api.report(run, output, baselines=baselines, png=png)
     out.print(f"report written: {path}")
 
 
@@ -176,6 +177,7 @@ def compare(
     target_score: Annotated[Opt[float], typer.Option(help="score for 'time to reach' (default: the one every run reached)")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="directory for the runs, compare.html and compare.json")] = Path("runs/compare"),
     threads: Annotated[Opt[int], typer.Option(help="torch threads")] = None,
+    png: Annotated[Opt[Path], typer.Option(help="also write every figure as PNG into this directory")] = None,
 ) -> None:
     """Run several strategies on the same data, budget and seeds; compare them side by side."""
     from .. import api
@@ -185,7 +187,8 @@ def compare(
                                  "max_epochs": max_epochs, "threads": threads}.items() if v is not None}
     with TrialProgress(err) as progress:
         summary = api.compare(target=target, strategies=strategies.split(","), seeds=seeds, out=out_dir,
-                              target_score=target_score, config=config, callbacks=[progress.callback], **options)
+                              target_score=target_score, config=config, callbacks=[progress.callback], png=png,
+                              **options)
     for row in summary["strategies"]:
         out.print(f"{row['strategy']:>8}: test {summary['metric']} {row['test']:.4f} ± {row['test_ci']:.4f}, "
                   f"reached {summary['target']:.4f} in {row['reached']} runs")
@@ -199,13 +202,14 @@ def ablate(
     seeds: Annotated[int, typer.Option(help="seeds per configuration (0..N-1)")] = 3,
     cv: Annotated[int, typer.Option(help="folds per seed")] = 3,
     output: Annotated[Opt[Path], typer.Option("--out", "-o", help="HTML file (default: RUN/ablation.html; numbers in .json beside it)")] = None,
+    png: Annotated[Opt[Path], typer.Option(help="also write every figure as PNG into this directory")] = None,
 ) -> None:
     """Switch off one technique of the best configuration at a time and measure what it did."""
     from .. import api
 
     chosen = [t.strip() for t in techniques.split(",") if t.strip()] if techniques else None
     with err.status("ablating") as status:
-        numbers = api.ablate(run, output, techniques=chosen, seeds=seeds, cv=cv,
+        numbers = api.ablate(run, output, techniques=chosen, seeds=seeds, cv=cv, png=png,
                              on_step=lambda name: status.update(f"ablating: without {name}"))
     out.print(f"validation {numbers['metric']} as tuned: {numbers['base_score']:.4f}")
     for row in numbers["techniques"]:

@@ -14,7 +14,7 @@ from plotly.subplots import make_subplots
 
 from .._atomic import write_json, write_text
 from ..execution._ablate import Ablated, paired_effect
-from ._figures import Figure, _attempt
+from ._figures import Figure, _attempt, export_pngs
 from ._html import _fmt, page
 
 
@@ -55,8 +55,9 @@ def effect_figure(summary: list[dict[str, Any]], metric: str) -> go.Figure:
 
 
 def render_ablation(out: str | Path, study_name: str, metric: str, direction: str, base: Ablated,
-                    rows: list[Ablated], seeds: list[int], folds: int) -> dict[str, Any]:
-    """Write the page (HTML) and its numbers (JSON beside it); returns the numbers."""
+                    rows: list[Ablated], seeds: list[int], folds: int, png: str | Path | None = None) -> dict[str, Any]:
+    """Write the page (HTML), its numbers (JSON beside it) and with `png` its figure as a PNG
+    file in that directory; returns the numbers."""
     out = Path(out)
     summary = summarize(base, rows, direction)
     body = []
@@ -80,4 +81,6 @@ def render_ablation(out: str | Path, study_name: str, metric: str, direction: st
     numbers = {"study": study_name, "metric": metric, "direction": direction, "seeds": seeds, "folds": folds,
                "base_score": float(np.nanmean(base.scores)), "techniques": summary}
     write_json(out.with_suffix(".json"), numbers)
+    if png is not None:
+        export_pngs(figures, png)
     return numbers

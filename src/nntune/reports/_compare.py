@@ -15,7 +15,7 @@ import optuna
 import plotly.graph_objects as go
 
 from .._atomic import write_json, write_text
-from ._figures import Figure, _attempt
+from ._figures import Figure, _attempt, export_pngs
 from ._html import _fmt, page
 
 
@@ -120,8 +120,10 @@ def test_figure(runs: list[dict[str, Any]], rows: list[dict[str, Any]]) -> go.Fi
     return figure
 
 
-def render_comparison(out_dir: str | Path, runs: list[dict[str, Any]], target: float | None = None) -> dict[str, Any]:
-    """Write compare.html and compare.json into `out_dir`; returns the summary."""
+def render_comparison(out_dir: str | Path, runs: list[dict[str, Any]], target: float | None = None,
+                      png: str | Path | None = None) -> dict[str, Any]:
+    """Write compare.html and compare.json into `out_dir` (and the figures as PNG files into
+    `png`); returns the summary."""
     out_dir = Path(out_dir)
     rows, target = summarize(runs, target)
     metric = runs[0]["metric"]
@@ -146,4 +148,6 @@ def render_comparison(out_dir: str | Path, runs: list[dict[str, Any]], target: f
                "runs": [{"strategy": r["strategy"], "seed": r["seed"], "run_dir": str(r["run_dir"]),
                          "test_scores": r["test_scores"]} for r in runs]}
     write_json(out_dir / "compare.json", summary)
+    if png is not None:
+        export_pngs(figures, png)
     return summary

@@ -6,11 +6,14 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import optuna
 import plotly.graph_objects as go
+
+from ..errors import ConfigError
 
 TrialState = optuna.trial.TrialState
 MAX_CURVE_CLASSES = 10  # one-vs-rest ROC/PR curves beyond this many classes are unreadable
@@ -175,3 +178,23 @@ def regression_figures(y: np.ndarray, predicted: np.ndarray) -> list[Figure]:
 
     return [_attempt("predicted", "Predicted vs actual (test rows)", scatter),
             _attempt("residuals", "Residuals (test rows)", residuals)]
+
+
+def export_pngs(figures: list[Figure], directory: str | Path, scale: float = 2.0) -> list[Path]:
+    """Each drawn figure as `<directory>/<key>.png` (plotly's static export through kaleido,
+    which drives a local Chrome or Chromium); returns the files written."""
+    try:
+        import kaleido  # noqa: F401
+        import plotly.io as pio
+    except ImportError:
+        raise ConfigError("PNG export needs kaleido: pip install 'nntune[png]'") from None
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    drawn = [f for f in figures if f.figure is not None]
+    paths = [directory / f"{f.key}.png" for f in drawn]
+    try:
+        pio.write_images([f.figure for f in drawn], paths, scale=scale, width=1000, height=450)
+    except Exception as exc:  # no browser found, most often
+        raise ConfigError(f"PNG export failed ({str(exc).splitlines()[0]}); it needs Chrome or Chromium "
+                          "installed (apt install chromium, or run plotly_get_chrome)") from None
+    return paths

@@ -27,6 +27,7 @@ from ._figures import (
     Figure,
     _attempt,
     classification_figures,
+    export_pngs,
     regression_figures,
     study_figures,
     training_curves,
@@ -37,8 +38,9 @@ BASELINE_SHARE = 0.1  # baselines run by default when they cost under this share
 
 
 def render_report(run_dir: str | Path, out: str | Path | None = None, data: Any = None, y: Any = None,
-                  baselines: bool | None = None) -> Path:
-    """Write the run's report (default `<run_dir>/report.html`) and return its path."""
+                  baselines: bool | None = None, png: str | Path | None = None) -> Path:
+    """Write the run's report (default `<run_dir>/report.html`) and return its path; with
+    `png`, each figure also as a PNG file in that directory."""
     run_dir = Path(run_dir)
     result = read_run(run_dir)
     study = optuna.load_study(study_name=result["study"], storage=get_storage(result["storage"]))
@@ -65,6 +67,8 @@ def render_report(run_dir: str | Path, out: str | Path | None = None, data: Any 
             sections.insert(1, _baselines(result, study, plan))
     target = Path(out) if out is not None else run_dir / "report.html"
     write_text(target, page(result["study"], sections, figures, result.get("nntune_version", "")))
+    if png is not None:
+        export_pngs(figures, png)
     return target
 
 
