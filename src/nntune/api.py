@@ -56,6 +56,10 @@ from .search import (
     trial_records,
 )
 
+# What writing the report takes on a small table (figures, importances, reading the data again):
+# kept free at the end of a run with a timeout.
+REPORT_SECONDS = 3.0
+
 # Strong first trials, tried before the sampler takes over: the recipes that practitioners
 # start from (Adam at 1e-3; SGD with momentum at 1e-2) on 1-2 hidden layers of moderate width.
 STARTING_POINTS = (
@@ -180,6 +184,8 @@ def tune(
         data = None
     cfg = make_config(config, target=target, **options)
     budget = Budget(cfg.search.timeout)
+    if report and cfg.search.timeout is not None:
+        budget.tail = min(REPORT_SECONDS, 0.1 * cfg.search.timeout)
     optuna.logging.set_verbosity(logging.WARNING)
     execution = cfg.execution
     parallel = execution.workers > 1 or execution.backend == "ray"
@@ -232,7 +238,7 @@ def tune(
     epochs = final_epochs(best, len(plan.train_rows), fold_rows(plan), int(plan.fixed["max_epochs"]))
     module, params, head, preprocessor, test_scores = train_final(
         plan.table, plan.train_rows, plan.test_rows, params, epochs, plan.model, device,
-        cfg.seed, budget.deadline)
+        cfg.seed, budget.final_deadline())
 
     table = plan.table
     info = {"family": "custom" if build_model else cfg.model.family, "params": params,

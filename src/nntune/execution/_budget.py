@@ -20,6 +20,7 @@ class Budget:
     first_trial_share: float = 0.5
     started: float = field(default_factory=time.monotonic)
     reserve: float = 0.0
+    tail: float = 0.0  # seconds of work after the final model (the report), kept free too
 
     def __post_init__(self) -> None:
         if self.timeout is not None:
@@ -33,8 +34,13 @@ class Budget:
         return time.monotonic() - self.started
 
     def search_deadline(self) -> float | None:
-        """When the search must stop to leave `reserve` seconds for the final model."""
-        return None if self.deadline is None else self.deadline - self.reserve
+        """When the search must stop to leave `reserve` seconds for the final model (and
+        `tail` for what follows it)."""
+        return None if self.deadline is None else self.deadline - self.reserve - self.tail
+
+    def final_deadline(self) -> float | None:
+        """When the final model's training must end."""
+        return None if self.deadline is None else self.deadline - self.tail
 
     def trial_deadline(self, trial_started: float, first: bool = False) -> float | None:
         stop = self.search_deadline()

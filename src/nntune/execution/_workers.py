@@ -53,7 +53,8 @@ def publish_run(study: optuna.Study, plan: Plan, budget: Budget) -> None:
         check_same_data(previous, plan.data_ref)  # a resumed study keeps its data
     study.set_user_attr("config", plan.cfg.model_dump(mode="json"))
     study.set_user_attr("n_trials", plan.n_trials)
-    study.set_user_attr("run", {"started": time.time() - budget.elapsed(), "timeout": budget.timeout})
+    study.set_user_attr("run", {"started": time.time() - budget.elapsed(), "timeout": budget.timeout,
+                                "tail": budget.tail})
     study.set_user_attr("data_ref", plan.data_ref)
 
 
@@ -120,7 +121,7 @@ def _budget(run: dict[str, Any], timeout: float | None) -> Budget:
     if run.get("timeout") is None:
         return Budget(timeout)
     started = time.monotonic() - max(0.0, time.time() - float(run["started"]))
-    budget = Budget(float(run["timeout"]), started=started)
+    budget = Budget(float(run["timeout"]), started=started, tail=float(run.get("tail") or 0.0))
     if timeout is not None and time.monotonic() + timeout < budget.deadline:
         return Budget(timeout)
     return budget
@@ -189,7 +190,7 @@ def run_local(job: WorkerJob, workers: int, study: optuna.Study,
 
 
 def watch(study: optuna.Study, running: Callable[[], bool], callbacks: Sequence[TrialCallback],
-          poll: float = 1.0) -> None:
+          poll: float = 0.5) -> None:
     """Call `callbacks` for trials other processes finish, until `running()` turns false."""
     seen = {t.number for t in study.get_trials(deepcopy=False, states=FINISHED)}
     while True:
