@@ -33,14 +33,15 @@ def test_two_workers_run_exactly_the_trials_asked_for(tmp_path, churn_csv):
 @pytest.mark.slow
 @pytest.mark.parametrize("storage", ["sqlite", "journal"])
 def test_four_workers_share_a_file_storage_without_lock_errors(tmp_path, churn_csv, storage):
-    """Four processes hammering one SQLite file (or journal file) with short trials: no
+    """Four processes hammering one SQLite file (or journal file) with short trials (long enough
+    that all four get work while the last ones are still starting): no
     'database is locked', no lost or extra trial."""
     store = str(tmp_path / "study.journal") if storage == "journal" else None
-    result = nntune.tune(churn_csv, target="churned", trials=24, workers=4, out=tmp_path / "run",
-                         study="four", storage=store, max_epochs=2, patience=2, threads=1)
+    result = nntune.tune(churn_csv, target="churned", trials=40, workers=4, out=tmp_path / "run",
+                         study="four", storage=store, max_epochs=6, patience=6, threads=1)
     trials = trials_of(result.storage, "four")
     states = [t.state.name for t in trials]
-    assert states.count("COMPLETE") == 24, states
+    assert states.count("COMPLETE") == 40, states
     # Workers that take the last trial at the same instant leave 'surplus' trials, never more
     # completed ones, and nothing fails for any other reason.
     failed = [t for t in trials if t.state.name == "FAIL"]
@@ -48,7 +49,7 @@ def test_four_workers_share_a_file_storage_without_lock_errors(tmp_path, churn_c
     assert len(failed) <= 3
     assert len({t.user_attrs["worker"]["pid"] for t in trials}) >= 3
     shown = nntune.api.show(result.run_dir)  # the run reads back from its storage, journal too
-    assert sum(t["state"] == "complete" for t in shown["trials"]) == 24
+    assert sum(t["state"] == "complete" for t in shown["trials"]) == 40
 
 
 def test_study_remembers_its_data_with_a_checksum(tmp_path, churn_csv):
