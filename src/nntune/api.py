@@ -52,6 +52,7 @@ from .search import (
     finished_trials,
     get_storage,
     open_study,
+    pareto_front,
     storage_url,
     trial_records,
 )
@@ -90,15 +91,18 @@ class TuneResult:
     seconds: float
     storage: str = ""
     data: dict[str, Any] = field(default_factory=dict)
+    objectives: list[str] = field(default_factory=list)  # several: the metric first
+    pareto_front: list[dict[str, Any]] = field(default_factory=list)  # with several objectives
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "study": self.study.study_name, "best_params": self.best_params,
+            "study": self.study.study_name, "best_trial": self.best_trial.number, "best_params": self.best_params,
             "best_value": self.best_value, "best_std": self.best_std, "metric": self.metric,
             "direction": self.direction, "test_scores": self.test_scores,
             "model_dir": str(self.model_dir), "run_dir": str(self.run_dir),
             "storage": self.storage,
             "n_trials": self.n_trials, "seconds": round(self.seconds, 2), "data": self.data,
+            "objectives": self.objectives, "pareto_front": self.pareto_front,
             "nntune_version": __version__,
         }
 
@@ -107,7 +111,8 @@ OPTION_NAMES = frozenset({
     "data", "dataset", "target", "task", "test_size", "val_size", "family", "max_epochs",
     "threads", "device", "patience", "strategy", "pruner", "trials", "timeout", "cv", "metric",
     "space", "space_mode", "storage", "study", "out", "resume", "seed", "workers", "backend",
-    "address", "cpus_per_trial", "gpus_per_trial", "heartbeat", "retries"})
+    "address", "cpus_per_trial", "gpus_per_trial", "heartbeat", "retries", "objectives", "constraints",
+    "pick"})
 
 
 def make_config(config: str | Path | RunConfig | Mapping[str, Any] | None = None,
@@ -126,7 +131,9 @@ def make_config(config: str | Path | RunConfig | Mapping[str, Any] | None = None
         "search": {"strategy": options.get("strategy"), "pruner": options.get("pruner"),
                    "trials": options.get("trials"), "timeout": options.get("timeout"),
                    "cv": options.get("cv"), "metric": options.get("metric"),
-                   "space": options.get("space"), "space_mode": options.get("space_mode")},
+                   "space": options.get("space"), "space_mode": options.get("space_mode"),
+                   "objectives": _listed(options.get("objectives")),
+                   "constraints": _listed(options.get("constraints")), "pick": options.get("pick")},
         "execution": {"workers": options.get("workers"), "backend": options.get("backend"),
                       "address": options.get("address"), "cpus_per_trial": options.get("cpus_per_trial"),
                       "gpus_per_trial": options.get("gpus_per_trial"), "heartbeat": options.get("heartbeat"),
@@ -145,6 +152,13 @@ def make_config(config: str | Path | RunConfig | Mapping[str, Any] | None = None
     if isinstance(config, Mapping):
         return build_config(merge(dict(config), overrides))
     return load_config(config, overrides)
+
+
+def _listed(value: Any) -> list[str] | None:
+    """'accuracy,params' or ['accuracy', 'params'] as a list; None stays None (not given)."""
+    if value is None:
+        return None
+    return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else list(value)
 
 
 def tune(
@@ -205,7 +219,7 @@ def tune(
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     storage = get_storage(url, execution.heartbeat, execution.retries)
-    study, created = open_study(name, storage, plan.metric.direction, plan.sampler(), plan.pruner(),
+    study, created = open_study(name, storage, list(plan.objectives.directions), plan.sampler(), plan.pruner(),
                                 cfg.resume)
     if created or "config" not in study.user_attrs:  # (a run killed while creating it)
         _describe_study(study, cfg, plan.table.describe(), plan.fixed, build_model)
@@ -226,7 +240,7 @@ def tune(
     else:
         set_threads(cfg.training.threads)
         search(plan, study, budget, device, callbacks)
-    best = best_trial(study)
+    best = best_trial(study, plan.objectives)
     if best is None:
         states = count_states(study)
         raise NntuneError(f"no trial completed ({_states_text(states)}); see the trials' "
@@ -246,14 +260,15 @@ def tune(
             "classes": table.classes, "metric": plan.metric.name, "study": name, "epochs": epochs}
     model = Predictor(module, preprocessor, head, table.schema, info)
     model_dir = model.save(run_dir / "model", scores={
-        "test_scores": test_scores, "metric": plan.metric.name, "best_value": best.value,
+        "test_scores": test_scores, "metric": plan.metric.name, "best_value": best.values[0],
         "best_std": best.user_attrs.get("score_std")})
     result = TuneResult(
-        study=study, best_trial=best, best_params=dict(best.params), best_value=float(best.value),
+        study=study, best_trial=best, best_params=dict(best.params), best_value=float(best.values[0]),
         best_std=best.user_attrs.get("score_std"), metric=plan.metric.name,
         direction=plan.metric.direction, test_scores=test_scores, model=model, model_dir=model_dir,
         run_dir=run_dir, n_trials=count_states(study), seconds=budget.elapsed(), storage=url,
-        data=table.describe())
+        data=table.describe(), objectives=list(plan.objectives.names) if plan.objectives.multi else [],
+        pareto_front=_front(study, plan) if plan.objectives.multi else [])
     write_json(run_dir / "result.json", result.to_json())
     if report:
         render_report(run_dir, data=data, y=y)
@@ -322,6 +337,14 @@ def _starting_points(space: dict) -> list[dict[str, Any]]:
     return points
 
 
+def _front(study: optuna.Study, plan) -> list[dict[str, Any]]:
+    """The Pareto-optimal trials as plain dicts, best first objective first."""
+    front = pareto_front(study, plan.objectives)
+    sign = 1.0 if plan.objectives.directions[0] == "maximize" else -1.0
+    return [{"number": t.number, "values": dict(zip(plan.objectives.names, t.values, strict=True)), "params": t.params}
+            for t in sorted(front, key=lambda t: -sign * t.values[0])]
+
+
 def _describe_study(study: optuna.Study, cfg: RunConfig, data: dict, fixed: dict,
                     build_model: BuildModel | None) -> None:
     """Store what is needed to understand (and later rerun) the study with the study itself."""
@@ -330,6 +353,7 @@ def _describe_study(study: optuna.Study, cfg: RunConfig, data: dict, fixed: dict
     study.set_user_attr("data", data)
     study.set_user_attr("fixed_params", fixed)
     study.set_user_attr("family", "custom" if build_model else cfg.model.family)
+    study.set_user_attr("objectives", cfg.search.objectives)
     study.set_user_attr("created", time.strftime("%Y-%m-%dT%H:%M:%S"))
 
 
@@ -371,6 +395,8 @@ def compare(
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seed_list:
         raise ConfigError("compare needs at least one seed")
+    if options.get("objectives") and len(_listed(options["objectives"]) or []) > 1:
+        raise ConfigError("compare ranks strategies on one score: leave out --objectives")
     if isinstance(data, str | Path):
         options["data"], data = str(data), None
     out = Path(out)

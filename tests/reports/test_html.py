@@ -118,3 +118,26 @@ def test_figures_also_as_png(tmp_path, churn_csv, chromium, cli):
     image = Image.open(written["history"])
     assert image.size == (2000, 900)  # 1000 x 450 at scale 2
     assert np.asarray(image.convert("L"), dtype=float).std() > 10
+
+
+@pytest.mark.slow
+def test_multi_objective_run_respects_its_constraint_and_reports_its_front(tmp_path, open_report):
+    result = nntune.tune(dataset="breast_cancer", trials=10, max_epochs=10, objectives="accuracy,params,latency",
+                         constraints=["params<=5000"], out=tmp_path / "run", study="mo", strategy="nsga2")
+    assert result.objectives == ["accuracy", "params", "latency"]
+    model = nntune.load(result.model_dir)  # the saved model, as shipped
+    assert sum(p.numel() for p in model.module.parameters()) <= 5000  # the picked model honours the constraint
+    front = result.pareto_front
+    assert front and all(t["values"]["params"] <= 5000 for t in front)
+    for a in front:  # nobody on the front is beaten on every objective by another
+        for b in front:
+            values_a, values_b = a["values"], b["values"]
+            better = (values_b["accuracy"] >= values_a["accuracy"] and values_b["params"] <= values_a["params"]
+                      and values_b["latency"] <= values_a["latency"])
+            assert not (better and b["values"] != a["values"])
+    report = tmp_path / "run" / "report.html"
+    page = open_report(report)
+    drawn = {f["key"] for f in page["figures"] if f["traces"] and f["drawn"]}
+    assert {"history", "pareto", "timeline", "training", "confusion", "roc"} <= drawn
+    assert page["errors"] == [] and page["requests"] == [report.resolve().as_uri()]
+    assert f"Pareto front ({len(front)} trials)" in report.read_text()

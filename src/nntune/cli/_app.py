@@ -38,12 +38,15 @@ def tune(
     target: Annotated[Opt[str], typer.Option(help="column to predict")] = None,
     task: Annotated[Opt[str], typer.Option(help="auto, binary, multiclass, regression")] = None,
     family: Annotated[Opt[str], typer.Option(help="model family (mlp)")] = None,
-    strategy: Annotated[Opt[str], typer.Option(help="grid, random, qmc, tpe, gp, cmaes")] = None,
+    strategy: Annotated[Opt[str], typer.Option(help="grid, random, qmc, tpe, gp, cmaes, nsga2")] = None,
     pruner: Annotated[Opt[str], typer.Option(help="none, median, percentile, successive_halving, hyperband")] = None,
     trials: Annotated[Opt[int], typer.Option(help="number of trials (earlier trials of a resumed study count)")] = None,
     timeout: Annotated[Opt[str], typer.Option(help="limit for the whole command: 90s, 10m, 1h")] = None,
     cv: Annotated[Opt[int], typer.Option(help="k-fold cross-validation (default: one validation split)")] = None,
     metric: Annotated[Opt[str], typer.Option(help="accuracy, balanced_accuracy, f1, roc_auc, log_loss, r2, rmse, mae")] = None,
+    objectives: Annotated[Opt[str], typer.Option(help="several objectives: the metric, then params, latency, train_time (e.g. accuracy,params)")] = None,
+    constraint: Annotated[Opt[list[str]], typer.Option(help="a limit such as 'params<=50000' (repeatable)")] = None,
+    pick: Annotated[Opt[str], typer.Option(help="model from the Pareto front: first, knee, or an objective's name")] = None,
     max_epochs: Annotated[Opt[int], typer.Option(help="epochs per trial before early stopping")] = None,
     patience: Annotated[Opt[int], typer.Option(help="early-stopping patience in epochs")] = None,
     test_size: Annotated[Opt[float], typer.Option(help="share held out for the final test")] = None,
@@ -76,7 +79,7 @@ def tune(
         storage=storage, out=str(out_dir) if out_dir else None, resume=resume or None,
         seed=seed, threads=threads, device=device, workers=workers, backend=backend,
         address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
-        heartbeat=heartbeat, retries=retries,
+        heartbeat=heartbeat, retries=retries, objectives=objectives, constraints=constraint or None, pick=pick,
     )
     if cfg.search.timeout is not None:
         # The limit is for the whole command: the seconds spent starting Python and importing

@@ -53,7 +53,7 @@ class TrialProgress:
             return
         self.done += 1
         try:
-            best = f"{study.best_value:.4f}"
+            best = f"{study.best_value:.4f}" if len(study.directions) == 1 else f"{len(study.best_trials)} on the front"
         except ValueError:
             best = "-"
         if self.by_time:
@@ -85,7 +85,7 @@ class WorkerProgress:
 
     def callback(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         try:
-            best = f"{study.best_value:.4f}"
+            best = f"{study.best_value:.4f}" if len(study.directions) == 1 else f"{len(study.best_trials)} on the front"
         except ValueError:
             best = "-"
         done = self.progress.tasks[0].fields["done"] + 1

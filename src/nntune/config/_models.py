@@ -46,7 +46,7 @@ class TrainingConfig(_Section):
 
 
 class SearchConfig(_Section):
-    strategy: str = Field("tpe", description="grid, random, qmc, tpe, gp, cmaes")
+    strategy: str = Field("tpe", description="grid, random, qmc, tpe, gp, cmaes, nsga2 (several objectives)")
     pruner: str = Field("none", description="none, median, percentile, successive_halving, hyperband")
     trials: int | None = Field(None, ge=1, description="trial budget (default 50 without a timeout)")
     timeout: float | None = Field(None, description="wall-clock limit for the whole run: 90s, 10m, 1h")
@@ -56,6 +56,13 @@ class SearchConfig(_Section):
         default_factory=dict, description="parameters to search (or fix, with a plain value)")
     space_mode: Literal["extend", "replace"] = Field(
         "extend", description="extend the default space or replace it")
+    objectives: list[str] = Field(
+        default_factory=list, description="several objectives: the metric first, then any of params, "
+        "latency (ms per batch of 256 rows), train_time (s); e.g. [accuracy, params]")
+    constraints: list[str] = Field(
+        default_factory=list, description="limits such as 'params<=50000' or 'latency<=2'")
+    pick: str = Field("first", description="which Pareto-optimal trial becomes the model: first "
+                      "(best on the first objective), knee, or the name of an objective")
 
     @field_validator("timeout", mode="before")
     @classmethod

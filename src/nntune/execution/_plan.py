@@ -35,10 +35,12 @@ from ..search import (
     HyperParameters,
     ModelSource,
     Objective,
+    Objectives,
     Space,
     TrialCallback,
     best_trial,
     make_module,
+    make_objectives,
     make_pruner,
     make_sampler,
     resolve_space,
@@ -80,6 +82,7 @@ class Plan:
     train_rows: np.ndarray
     test_rows: np.ndarray
     data_ref: dict[str, Any] = field(default_factory=dict)
+    objectives: Objectives | None = None
 
     def folds(self) -> list[EncodedSplit]:
         cfg = self.cfg
@@ -87,7 +90,9 @@ class Plan:
                 for tr, va in make_folds(self.table, self.train_rows, cfg.search.cv, cfg.data.val_size, cfg.seed)]
 
     def sampler(self, worker: int = 0) -> optuna.samplers.BaseSampler:
-        return make_sampler(self.cfg.search.strategy, self.cfg.seed, self.space, self.fixed, worker=worker)
+        objectives = self.objectives
+        return make_sampler(self.cfg.search.strategy, self.cfg.seed, self.space, self.fixed, worker=worker,
+                            multi=bool(objectives and objectives.multi))
 
     def pruner(self) -> optuna.pruners.BasePruner:
         return make_pruner(self.cfg.search.pruner, int(self.fixed["max_epochs"]))
@@ -107,12 +112,18 @@ def prepare(cfg: RunConfig, data: Any = None, y: Any = None, build_model: BuildM
     ref = data_reference(source, cfg.data.dataset, y=y, content=content)
     metric = get_metric(cfg.search.metric or default_metric(table.task), table.task)
     space, fixed = space_for(cfg, build_model)
-    make_sampler(cfg.search.strategy, cfg.seed, space, fixed)  # a bad strategy fails here, early
+    objectives = make_objectives(metric.name, metric.direction, cfg.search.objectives, cfg.search.constraints,
+                                 cfg.search.pick)
+    if objectives.multi and cfg.search.pruner != "none":
+        raise ConfigError(f"pruner '{cfg.search.pruner}' needs one objective (Optuna keeps no per-epoch values "
+                          "for several); use --pruner none with --objectives")
+    # A bad strategy (or one that cannot handle several objectives) fails here, early.
+    make_sampler(cfg.search.strategy, cfg.seed, space, fixed, multi=objectives.multi)
     make_pruner(cfg.search.pruner, int(fixed["max_epochs"]))
     n_trials = cfg.search.trials or (None if cfg.search.timeout else 50)
     train_rows, test_rows = split_train_test(table, cfg.data.test_size, cfg.seed)
     return Plan(cfg, table, metric, space, fixed, build_model or cfg.model.family, n_trials,
-                train_rows, test_rows, ref)
+                train_rows, test_rows, ref, objectives)
 
 
 def space_for(cfg: RunConfig, build_model: BuildModel | None) -> tuple[Space, dict[str, Any]]:
@@ -148,11 +159,11 @@ def search(plan: Plan, study: optuna.Study, budget: Budget, device: torch.device
     folds = plan.folds()
     objective = Objective(folds, plan.table.task, len(plan.table.classes), plan.metric, plan.space,
                           plan.fixed, plan.model, device, plan.cfg.seed,
-                          trial_deadline=budget.trial_deadline)
+                          trial_deadline=budget.trial_deadline, objectives=plan.objectives)
     n_fold_rows = len(folds[0].y_train)
 
     def plan_final(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        best = best_trial(study)
+        best = best_trial(study, plan.objectives)
         if best is not None:
             budget.expect_final(final_seconds(best, len(plan.train_rows), n_fold_rows))
 

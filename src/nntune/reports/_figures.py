@@ -39,7 +39,8 @@ def _attempt(key: str, title: str, make: Callable[[], go.Figure], note: str = ""
     return Figure(key, title, figure, note)
 
 
-def important_params(study: optuna.Study, n: int = 4) -> tuple[list[str], dict[str, float]]:
+def important_params(study: optuna.Study, n: int = 4,
+                     target: Callable | None = None) -> tuple[list[str], dict[str, float]]:
     """The `n` most important parameters (PED-ANOVA, fast and robust with few trials)."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     searched = sorted({p for t in complete for p in t.params})
@@ -49,33 +50,40 @@ def important_params(study: optuna.Study, n: int = 4) -> tuple[list[str], dict[s
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             importances = optuna.importance.get_param_importances(
-                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
+                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(), target=target)
     except Exception:
         return searched[:n], {}
     return list(importances)[:n], dict(importances)
 
 
-def study_figures(study: optuna.Study) -> list[Figure]:
+def study_figures(study: optuna.Study, names: list[str] | None = None) -> list[Figure]:
+    """The study's figures. With several objectives, the single-objective plots show the
+    first (the metric) and a Pareto front shows them all."""
     vis = optuna.visualization
-    top, importances = important_params(study)
+    multi = len(study.directions) > 1
+    names = names or ["objective"]
+    # Optuna's plots take `target` (with its name) for a multi-objective study.
+    target = {"target": lambda t: t.values[0], "target_name": names[0]} if multi else {}
+    top, importances = important_params(study, target=target.get("target"))
     figures = [
-        _attempt("history", "Optimization history", lambda: vis.plot_optimization_history(study),
+        _attempt("history", "Optimization history", lambda: vis.plot_optimization_history(study, **target),
                  "each dot a complete trial; the line is the best so far"),
         _attempt("importance", "Hyperparameter importance (PED-ANOVA)",
                  lambda: vis.plot_param_importances(
-                     study, evaluator=optuna.importance.PedAnovaImportanceEvaluator()),
+                     study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(), **target),
                  "how much of the spread between good and all trials each parameter explains"),
         _attempt("parallel", "Parallel coordinates (most important parameters)",
-                 lambda: vis.plot_parallel_coordinate(study, params=top or None)),
+                 lambda: vis.plot_parallel_coordinate(study, params=top or None, **target)),
         _attempt("slice", "Slices of the most important parameters",
-                 lambda: vis.plot_slice(study, params=top or None)),
+                 lambda: vis.plot_slice(study, params=top or None, **target)),
         _attempt("curves", "Learning curves of all trials", lambda: learning_curves(study),
                  "validation score per epoch (first fold); pruned trials dashed red, the best thick"),
         _attempt("timeline", "Timeline of trials", lambda: vis.plot_timeline(study),
                  "when each trial ran, and on which state it ended"),
     ]
-    if len(study.directions) > 1:
-        figures.append(_attempt("pareto", "Pareto front", lambda: vis.plot_pareto_front(study)))
+    if multi:
+        figures.append(_attempt("pareto", "Pareto front", lambda: vis.plot_pareto_front(study, target_names=names),
+                                "every complete trial; the Pareto-optimal ones highlighted"))
     if not importances:
         figures[1].note = figures[1].note or "needs at least 3 complete trials"
     return figures
@@ -84,10 +92,11 @@ def study_figures(study: optuna.Study) -> list[Figure]:
 def learning_curves(study: optuna.Study) -> go.Figure:
     trials = [t for t in study.get_trials(deepcopy=False) if t.intermediate_values]
     if not trials:
-        raise ValueError("no trial reported per-epoch scores")
+        raise ValueError("no trial reported per-epoch scores (Optuna keeps none for several objectives; "
+                         "see the best trial's training curves)")
     try:
         best = study.best_trial.number
-    except ValueError:
+    except (ValueError, RuntimeError):
         best = None
     figure = go.Figure()
     for trial in trials:

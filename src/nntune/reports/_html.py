@@ -46,8 +46,10 @@ def render_report(run_dir: str | Path, out: str | Path | None = None, data: Any 
     study = optuna.load_study(study_name=result["study"], storage=get_storage(result["storage"]))
     attrs = study.user_attrs
     sections = [_summary(result, attrs), _best(result, study)]
-    figures = study_figures(study)
-    best = best_trial(study)
+    names = result.get("objectives") or [result["metric"]]
+    figures = study_figures(study, names)
+    best = next((t for t in study.get_trials(deepcopy=False) if t.params == result["best_params"]
+                 and t.state == optuna.trial.TrialState.COMPLETE), None) or best_trial(study)
     curves = best.user_attrs.get("curves") if best is not None else None
     figures.append(_attempt("training", f"Best trial's training curves (trial {best.number if best else '-'})",
                             lambda: training_curves(curves or {})))
@@ -184,7 +186,8 @@ def _summary(result: dict, attrs: dict) -> str:
 
 def _best(result: dict, study: optuna.Study) -> str:
     params = _table(sorted(result["best_params"].items()))
-    trials = [{"number": t.number, "state": t.state.name.lower(), "value": t.value, "params": t.params,
+    trials = [{"number": t.number, "state": t.state.name.lower(), "value": t.values[0] if t.values else None,
+               "params": t.params,
                "val_loss": t.user_attrs.get("val_loss"), "train_seconds": t.user_attrs.get("train_seconds")}
               for t in study.get_trials(deepcopy=False)]
     top = top_trials(trials, result["direction"])
@@ -193,7 +196,16 @@ def _best(result: dict, study: optuna.Study) -> str:
     body = "".join("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in
                                      [t["number"], t["value"], t["train_seconds"], *[t["params"].get(n) for n in names]])
                    + "</tr>" for t in top)
-    return (f"<section><h2>Best configuration</h2>{params}</section>"
+    front = result.get("pareto_front") or []
+    pareto = ""
+    if front:
+        names = list(front[0]["values"])
+        rows = "".join("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in [t["number"], *t["values"].values()]) + "</tr>"
+                       for t in front)
+        pareto = (f"<section><h2>Pareto front ({len(front)} trials)</h2><p class='note'>no other trial is better on "
+                  f"every objective; the model is trial {result.get('best_trial', '-')}, picked by the rule '{html.escape(str(study.user_attrs.get('config', {}).get('search', {}).get('pick', 'first')))}'</p><table><tr><th>trial</th>"
+                  + "".join(f"<th>{html.escape(n)}</th>" for n in names) + f"</tr>{rows}</table></section>")
+    return (pareto + f"<section><h2>Best configuration</h2>{params}</section>"
             f"<section><h2>Top {len(top)} trials</h2><div class='wide'><table><tr>{head}</tr>{body}</table></div></section>")
 
 

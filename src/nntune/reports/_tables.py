@@ -69,8 +69,22 @@ def trials_table(trials: list[dict[str, Any]], metric: str) -> Table:
 def run_report(result: dict[str, Any], trials: list[dict[str, Any]]) -> Group:
     """Everything `nntune show` prints."""
     top = top_trials(trials, result["direction"])
-    return Group(summary_table(result), params_table(result["best_params"]),
-                 trials_table(top, result["metric"]))
+    parts = [summary_table(result), params_table(result["best_params"])]
+    if result.get("pareto_front"):
+        parts.append(pareto_table(result["pareto_front"]))
+    return Group(*parts, trials_table(top, result["metric"]))
+
+
+def pareto_table(front: list[dict[str, Any]]) -> Table:
+    """The Pareto-optimal trials of a multi-objective run, one column per objective."""
+    names = list(front[0]["values"])
+    table = Table(title=f"Pareto front ({len(front)} trials)", title_justify="left")
+    table.add_column("trial", justify="right")
+    for name in names:
+        table.add_column(name, justify="right")
+    for trial in front:
+        table.add_row(str(trial["number"]), *[_fmt(trial["values"][n]) for n in names])
+    return table
 
 
 def _fmt(value: Any) -> str:

@@ -2,6 +2,7 @@
 
 from ._hp import HyperParameters
 from ._objective import ModelSource, Objective, make_module
+from ._objectives import COSTS, Objectives, make_objectives, pick_trial
 from ._pruners import PRUNERS, make_pruner
 from ._run import TrialCallback, run_trials
 from ._space import Space, grid_space, parse_space, resolve_space, suggest
@@ -17,6 +18,7 @@ from ._study import (
     get_storage,
     is_journal,
     open_study,
+    pareto_front,
     storage_url,
     study_exists,
     trial_records,
@@ -24,9 +26,10 @@ from ._study import (
 )
 
 __all__ = [
-    "FINISHED", "absolute_storage", "counts_toward_budget", "fail_dead_trials", "is_journal",
-    "worker_identity", "PRUNERS", "best_trial", "STRATEGIES", "HyperParameters", "ModelSource", "Objective", "Space",
-    "TrialCallback", "count_states", "finished_trials", "get_storage", "grid_space",
-    "make_module", "make_pruner", "make_sampler", "open_study", "parse_space", "resolve_space",
-    "run_trials", "storage_url", "study_exists", "suggest", "trial_records",
+    "COSTS", "FINISHED", "PRUNERS", "STRATEGIES", "HyperParameters", "ModelSource", "Objective",
+    "Objectives", "Space", "TrialCallback", "absolute_storage", "best_trial", "count_states",
+    "counts_toward_budget", "fail_dead_trials", "finished_trials", "get_storage", "grid_space",
+    "is_journal", "make_module", "make_objectives", "make_pruner", "make_sampler", "open_study",
+    "pareto_front", "parse_space", "pick_trial", "resolve_space", "run_trials", "storage_url",
+    "study_exists", "suggest", "trial_records", "worker_identity",
 ]

@@ -17,6 +17,7 @@ from ..errors import TrialFailed
 from ..models import ModelMeta, build_model, count_parameters
 from ..training import Metric, fit, make_head
 from ._hp import HyperParameters, build_custom
+from ._objectives import Objectives
 from ._space import Space, suggest
 
 ModelSource = str | Callable[[HyperParameters], nn.Module]
@@ -45,8 +46,9 @@ class Objective:
     device: torch.device
     seed: int
     trial_deadline: Callable[[float, bool], float | None] = lambda start, first: None
+    objectives: Objectives | None = None
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         started = time.monotonic()
         deadline = self.trial_deadline(started, not _has_complete(trial))
         params = suggest(trial, self.space, self.fixed)
@@ -65,7 +67,7 @@ class Objective:
                 result = fit(
                     module, head, fold.X_train, fold.y_train, params,
                     X_val=fold.X_eval, y_val=fold.y_eval, metric=self.metric,
-                    on_epoch_end=_reporter(trial, curves) if k == 0 else None,
+                    on_epoch_end=_reporter(trial, curves, self.multi) if k == 0 else None,
                     deadline=deadline, device=self.device, seed=self.seed + trial.number,
                 )
                 scores.append(result.best_score)
@@ -97,7 +99,17 @@ class Objective:
             # Cut short by the time budget: not comparable with fully evaluated trials. When it
             # is the only one, its folds still give the run a model within the budget.
             raise optuna.TrialPruned("ran out of time before every fold was trained")
-        return float(np.mean(scores))
+        if self.objectives is None or not self.objectives.multi and not self.objectives.constraints:
+            return float(np.mean(scores))
+        attrs = {"n_params": n_params, "train_seconds": time.monotonic() - started,
+                 "latency_ms": latency_ms(module, self.folds[-1].X_eval, self.device)}
+        trial.set_user_attr("latency_ms", attrs["latency_ms"])
+        self.objectives.record_constraints(trial, float(np.mean(scores)), attrs)
+        return self.objectives.values(float(np.mean(scores)), attrs)
+
+    @property
+    def multi(self) -> bool:
+        return self.objectives is not None and self.objectives.multi
 
 
 def _settled_loss(val_loss: list[float], best_epoch: int, window: int = 2) -> float:
@@ -111,14 +123,31 @@ def _has_complete(trial: optuna.Trial) -> bool:
     return bool(trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
 
 
-def _reporter(trial: optuna.Trial, curves: dict[str, list[float]]):
-    """Per-epoch callback: record the curve, report the score, let the pruner decide."""
+def latency_ms(module: nn.Module, X: np.ndarray, device: torch.device, rows: int = 256, repeats: int = 7) -> float:
+    """Median milliseconds of one forward pass over a fixed batch (the first `rows` rows)."""
+    batch = torch.from_numpy(np.ascontiguousarray(X[:rows])).to(device)
+    module.eval()
+    timings = []
+    with torch.inference_mode():
+        module(batch)  # warm-up
+        for _ in range(repeats):
+            started = time.perf_counter()
+            module(batch)
+            timings.append(1000.0 * (time.perf_counter() - started))
+    return float(np.median(timings))
+
+
+def _reporter(trial: optuna.Trial, curves: dict[str, list[float]], multi: bool = False):
+    """Per-epoch callback: record the curve, report the score, let the pruner decide. Optuna
+    keeps no per-epoch values for several objectives: then only the curve is recorded."""
     # Asking a pruner that never prunes costs a storage read per epoch (~5 ms on PostgreSQL).
-    prunes = not isinstance(trial.study.pruner, optuna.pruners.NopPruner)
+    prunes = not multi and not isinstance(trial.study.pruner, optuna.pruners.NopPruner)
 
     def on_epoch_end(epoch: int, logs: dict[str, float]) -> None:
         for key, value in logs.items():
             curves.setdefault(key, []).append(value)
+        if multi:
+            return
         trial.report(logs["val_score"], epoch)
         if prunes and trial.should_prune():
             raise optuna.TrialPruned(f"pruned at epoch {epoch}")

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import optuna
 
-from ..errors import check_choice
+from ..errors import ConfigError, check_choice
 from ._space import Space, grid_space
 
 SamplerFactory = Callable[[int, Space, dict], optuna.samplers.BaseSampler]
@@ -30,17 +30,29 @@ def _tpe(seed: int, space: Space, fixed: dict) -> optuna.samplers.BaseSampler:
                                           n_startup_trials=10)
 
 
+def _gp(seed: int, space: Space, fixed: dict) -> optuna.samplers.BaseSampler:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
+
+
+def _nsga2(seed: int, space: Space, fixed: dict) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.NSGAIISampler(seed=seed)
+
+
 STRATEGIES: dict[str, SamplerFactory] = {
     "grid": _grid,
     "random": lambda seed, space, fixed: optuna.samplers.RandomSampler(seed=seed),
     "qmc": lambda seed, space, fixed: optuna.samplers.QMCSampler(
         qmc_type="sobol", scramble=True, seed=seed, warn_independent_sampling=False),
     "tpe": _tpe,
-    "gp": lambda seed, space, fixed: optuna.samplers.GPSampler(
-        seed=seed, warn_independent_sampling=False),
+    "gp": _gp,
     "cmaes": lambda seed, space, fixed: optuna.samplers.CmaEsSampler(
         seed=seed, warn_independent_sampling=False),
+    "nsga2": _nsga2,
 }
+# Strategies that model several objectives (the others optimize one).
+MULTI_OBJECTIVE = ("grid", "random", "qmc", "tpe", "gp", "nsga2")
 
 
 # Strategies that walk one shared sequence: every worker must use the same seed, so that the
@@ -49,12 +61,16 @@ SHARED_SEQUENCE = ("grid", "qmc")
 
 
 def make_sampler(strategy: str | optuna.samplers.BaseSampler, seed: int, space: Space,
-                 fixed: dict | None = None, worker: int = 0) -> optuna.samplers.BaseSampler:
+                 fixed: dict | None = None, worker: int = 0, multi: bool = False) -> optuna.samplers.BaseSampler:
     """The sampler of `strategy`. `worker` numbers the processes sharing a study: each draws
-    from its own random stream, so that parallel workers do not propose the same points."""
+    from its own random stream, so that parallel workers do not propose the same points.
+    Constraints reach the samplers through the trials (`Trial.set_constraint`)."""
     if isinstance(strategy, optuna.samplers.BaseSampler):
         return strategy
     check_choice("strategy", strategy, STRATEGIES)
+    if multi and strategy not in MULTI_OBJECTIVE:
+        raise ConfigError(f"strategy '{strategy}' optimizes one objective; with several objectives "
+                          f"use one of: {', '.join(MULTI_OBJECTIVE)}")
     if worker and strategy not in SHARED_SEQUENCE:
         seed = seed + 7919 * worker
     return STRATEGIES[strategy](seed, space, fixed or {})

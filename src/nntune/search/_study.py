@@ -13,12 +13,14 @@ import socket
 import time
 import warnings
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import optuna
 
 from ..errors import ConfigError, StudyExistsError
+from ._objectives import Objectives, feasible, pick_trial
 
 TrialState = optuna.trial.TrialState
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -117,7 +119,7 @@ def study_exists(storage: optuna.storages.BaseStorage, name: str) -> bool:
 def open_study(
     name: str,
     storage: optuna.storages.BaseStorage,
-    direction: str,
+    direction: str | Sequence[str],
     sampler: optuna.samplers.BaseSampler,
     pruner: optuna.pruners.BasePruner,
     resume: bool,
@@ -132,14 +134,16 @@ def open_study(
         raise StudyExistsError(
             f"study '{name}' already exists in this storage; pass --resume to continue it, "
             f"or --study NEW_NAME to start another")
+    directions = [direction] if isinstance(direction, str) else list(direction)
     if exists:
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
-        if study.direction.name.lower() != direction:
+        stored = [d.name.lower() for d in study.directions]
+        if stored != directions:
             raise ConfigError(
-                f"study '{name}' was created to {study.direction.name.lower()} its metric; "
-                f"this run would {direction}: keep the study's metric or use a new --study")
+                f"study '{name}' was created to {' and '.join(stored)} its objectives; "
+                f"this run would {' and '.join(directions)}: keep the study's objectives or use a new --study")
         return study, False
-    study = optuna.create_study(study_name=name, storage=storage, direction=direction,
+    study = optuna.create_study(study_name=name, storage=storage, directions=directions,
                                 sampler=sampler, pruner=pruner)
     return study, True
 
@@ -244,11 +248,11 @@ def fail_dead_trials(study: optuna.Study, retries: int | None,
 def trial_records(storage: str, study_name: str) -> list[dict]:
     """The study's trials as plain dicts (number, state, value, params, user attributes)."""
     study = optuna.load_study(study_name=study_name, storage=get_storage(storage))
-    return [{"number": t.number, "state": t.state.name.lower(), "value": t.value,
-             "params": t.params, **t.user_attrs} for t in study.get_trials(deepcopy=False)]
+    return [{"number": t.number, "state": t.state.name.lower(), "value": t.values[0] if t.values else None,
+             "values": t.values, "params": t.params, **t.user_attrs} for t in study.get_trials(deepcopy=False)]
 
 
-def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+def best_trial(study: optuna.Study, objectives: Objectives | None = None) -> optuna.trial.FrozenTrial | None:
     """The best completed trial; among trials with the same score, the lowest settled
     validation loss (the median around the best epoch, see the objective).
 
@@ -256,9 +260,33 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
     the more confident of them apart, where Optuna would keep the first one found.
     """
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if objectives is not None and objectives.constraints:
+        done = [t for t in done if feasible(t, objectives)]
     if not done:
         return None
+    if len(study.directions) > 1:
+        return pick_trial(pareto_front(study, objectives), objectives or _objectives_of(study))
     sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
     top = max(sign * t.value for t in done)
     tied = [t for t in done if sign * t.value == top]
     return min(tied, key=lambda t: (t.user_attrs.get("val_loss", float("inf")), t.number))
+
+
+def pareto_front(study: optuna.Study, objectives: Objectives | None = None) -> list[optuna.trial.FrozenTrial]:
+    """The complete trials no other complete (and feasible) trial beats on every objective."""
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if objectives is not None and objectives.constraints:
+        done = [t for t in done if feasible(t, objectives)]
+    signs = [1.0 if d == optuna.study.StudyDirection.MAXIMIZE else -1.0 for d in study.directions]
+
+    def dominates(a: optuna.trial.FrozenTrial, b: optuna.trial.FrozenTrial) -> bool:
+        better = [s * x >= s * y for s, x, y in zip(signs, a.values, b.values, strict=True)]
+        strictly = [s * x > s * y for s, x, y in zip(signs, a.values, b.values, strict=True)]
+        return all(better) and any(strictly)
+
+    return [t for t in done if not any(dominates(o, t) for o in done if o is not t)]
+
+
+def _objectives_of(study: optuna.Study) -> Objectives:
+    names = tuple(study.user_attrs.get("objectives") or [f"objective {i}" for i in range(len(study.directions))])
+    return Objectives(names, tuple(d.name.lower() for d in study.directions))
