@@ -31,7 +31,7 @@ def test_techniques_apply_only_where_the_configuration_uses_them():
 
 
 @pytest.mark.slow
-def test_ablate_reports_each_technique_of_a_tuned_run(tmp_path, churn_csv, cli):
+def test_ablate_reports_each_technique_of_a_tuned_run(tmp_path, churn_csv, cli, open_report):
     nntune.tune(churn_csv, target="churned", trials=2, out=tmp_path / "run", report=False, max_epochs=30,
                 space={"dropout": 0.3, "norm": "batch", "schedule": "cosine", "weight_decay": 1e-3,
                        "n_layers": 1, "units": 32})
@@ -49,7 +49,9 @@ def test_ablate_reports_each_technique_of_a_tuned_run(tmp_path, churn_csv, cli):
         assert row["score_effect"] == pytest.approx(row["score"] - numbers["base_score"], abs=1e-9)
         assert row["verdict"] in ("helps", "hurts", "no clear effect")
     assert "not applicable" in out
-    assert (tmp_path / "run" / "ablation.html").read_text().count("data-key='effects'") == 1
+    page = open_report(tmp_path / "run" / "ablation.html")
+    assert [f["key"] for f in page["figures"] if f["traces"] and f["drawn"]] == ["effects"]
+    assert page["errors"] == [] and len(page["requests"]) == 1
 
 
 def test_ablate_refuses_an_unknown_technique(tmp_path, churn_csv, cli):

@@ -27,8 +27,9 @@ def test_time_to_reach_is_the_first_time_the_best_gets_there():
 
 
 @pytest.mark.slow
-def test_compare_runs_each_strategy_and_seed_and_reports_them(tmp_path, cli, open_report):
-    code, out, err = cli("compare", "--dataset", "iris", "--strategies", "random,tpe", "--seeds", "2",
+@pytest.mark.parametrize("dataset, metric", [("iris", "accuracy"), ("diabetes", "r2")])
+def test_compare_runs_each_strategy_and_seed_and_reports_them(tmp_path, cli, open_report, dataset, metric):
+    code, out, err = cli("compare", "--dataset", dataset, "--strategies", "random,tpe", "--seeds", "2",
                          "--trials", "3", "--max-epochs", "5", "--out", tmp_path / "cmp")
     assert code == 0, err
     summary = json.loads((tmp_path / "cmp" / "compare.json").read_text())
@@ -36,14 +37,14 @@ def test_compare_runs_each_strategy_and_seed_and_reports_them(tmp_path, cli, ope
     assert sorted((r["strategy"], r["seed"]) for r in summary["runs"]) == [
         ("random", 0), ("random", 1), ("tpe", 0), ("tpe", 1)]
     for row in summary["strategies"]:
-        scores = [r["test_scores"]["accuracy"] for r in summary["runs"] if r["strategy"] == row["strategy"]]
+        scores = [r["test_scores"][metric] for r in summary["runs"] if r["strategy"] == row["strategy"]]
         assert (row["test"], row["test_ci"]) == pytest.approx(mean_ci(scores))
         assert row["trials"] == 3 and row["seeds"] == 2
         assert row["reached"] == "2/2"  # the default target is the score every run reached
     assert (tmp_path / "cmp" / "random-seed1" / "model" / "model.safetensors").exists()
     page = open_report(tmp_path / "cmp" / "compare.html")
     assert {f["key"] for f in page["figures"] if f["traces"] and f["drawn"]} == {"anytime", "test"}
-    assert page["errors"] == []
+    assert page["errors"] == [] and len(page["requests"]) == 1
 
 
 def test_compare_refuses_an_unknown_strategy_before_running_anything(tmp_path, cli):
