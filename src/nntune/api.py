@@ -223,6 +223,8 @@ def tune(
                                 cfg.resume)
     if created or "config" not in study.user_attrs:  # (a run killed while creating it)
         _describe_study(study, cfg, plan.table.describe(), plan.fixed, build_model)
+    else:
+        _check_same_objectives(study, cfg)
     if cfg.search.strategy != "grid" and not study.get_trials(deepcopy=False):
         for point in _starting_points(plan.space):
             study.enqueue_trial(point, skip_if_exists=True)
@@ -241,6 +243,10 @@ def tune(
         set_threads(cfg.training.threads)
         search(plan, study, budget, device, callbacks)
     best = best_trial(study, plan.objectives)
+    complete = count_states(study).get("complete", 0)
+    if best is None and complete and plan.objectives.constraints:
+        raise NntuneError(f"none of the {complete} complete trials met the constraints "
+                          f"({', '.join(cfg.search.constraints)}); loosen them or search longer")
     if best is None:
         states = count_states(study)
         raise NntuneError(f"no trial completed ({_states_text(states)}); see the trials' "
@@ -271,7 +277,7 @@ def tune(
         pareto_front=_front(study, plan) if plan.objectives.multi else [])
     write_json(run_dir / "result.json", result.to_json())
     if report:
-        render_report(run_dir, data=data, y=y)
+        render_report(run_dir, data=data, y=y, model=model)
     return result
 
 
@@ -345,6 +351,16 @@ def _front(study: optuna.Study, plan) -> list[dict[str, Any]]:
             for t in sorted(front, key=lambda t: -sign * t.values[0])]
 
 
+def _check_same_objectives(study: optuna.Study, cfg: RunConfig) -> None:
+    """A resumed study keeps what its trials were scored on: its objectives and constraints."""
+    stored = study.user_attrs.get("config", {}).get("search", {})
+    for key in ("objectives", "constraints"):
+        before, now = stored.get(key) or [], getattr(cfg.search, key) or []
+        if before != now:
+            raise ConfigError(f"study '{study.study_name}' was tuned with {key} {before}; this run asks for "
+                              f"{now}: keep them, or start a new --study")
+
+
 def _describe_study(study: optuna.Study, cfg: RunConfig, data: dict, fixed: dict,
                     build_model: BuildModel | None) -> None:
     """Store what is needed to understand (and later rerun) the study with the study itself."""
@@ -376,6 +392,7 @@ def compare(
     y: np.ndarray | pd.Series | None = None,
     callbacks: Sequence[TrialCallback] = (),
     png: str | Path | None = None,
+    on_run: Callable[[dict[str, Any]], None] | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Tune the same data with each strategy and seed under the same budget, and compare:
@@ -395,10 +412,11 @@ def compare(
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seed_list:
         raise ConfigError("compare needs at least one seed")
-    if options.get("objectives") and len(_listed(options["objectives"]) or []) > 1:
-        raise ConfigError("compare ranks strategies on one score: leave out --objectives")
     if isinstance(data, str | Path):
         options["data"], data = str(data), None
+    checked = make_config(options.get("config"), target=target, **{k: v for k, v in options.items() if k != "config"})
+    if len(checked.search.objectives) > 1:
+        raise ConfigError("compare ranks strategies on one score: leave out search.objectives")
     out = Path(out)
     runs = []
     for name in names:
@@ -408,6 +426,8 @@ def compare(
                           report=False, callbacks=callbacks, **options)
             runs.append({"strategy": name, "seed": seed, "study": result.study, "metric": result.metric,
                          "test_scores": result.test_scores, "run_dir": result.run_dir})
+            if on_run is not None:
+                on_run(runs[-1])
     return render_comparison(out, runs, target_score, png=png)
 
 

@@ -47,7 +47,7 @@ def test_ablate_reports_each_technique_of_a_tuned_run(tmp_path, churn_csv, cli, 
         row = rows[name]
         assert row["applicable"] and row["pairs"] == 4  # 2 seeds x 2 folds
         assert row["score_effect"] == pytest.approx(row["score"] - numbers["base_score"], abs=1e-9)
-        assert row["verdict"] in ("helps", "hurts", "no clear effect")
+        assert row["verdict"].split(":")[0] in ("helps", "hurts", "no clear effect")
     assert "not applicable" in out
     page = open_report(tmp_path / "run" / "ablation.html")
     assert [f["key"] for f in page["figures"] if f["traces"] and f["drawn"]] == ["effects"]

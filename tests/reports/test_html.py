@@ -53,7 +53,7 @@ def test_regression_report_with_baselines(tmp_path, open_report, cli):
 def test_in_memory_runs_need_their_data_for_diagnostics(tmp_path, churn_frame):
     nntune.tune(churn_frame, target="churned", trials=2, max_epochs=5, out=tmp_path / "run", report=False)
     text = nntune.report(tmp_path / "run").read_text()
-    assert "the run&#x27;s data is not available here" in text and "data-key='confusion'" not in text
+    assert "the run&#x27;s data or model is not available here" in text and "data-key='confusion'" not in text
     text = nntune.report(tmp_path / "run", data=churn_frame).read_text()
     assert "data-key='confusion'" in text
 

@@ -21,6 +21,7 @@ def trial(number: int, values: list[float], **attrs) -> optuna.trial.FrozenTrial
     (["accuracy", "params", "params"], [], "first", "must not repeat"),
     (["accuracy", "params"], ["params < 5"], "first", "not of the form NAME<=NUMBER"),
     (["accuracy", "params"], ["size<=5"], "first", "constraint name"),
+    (["accuracy", "params"], ["params<=1e"], "first", "has no number after <="),
     (["accuracy", "params"], [], "elbow", "pick"),
 ])
 def test_bad_objectives_are_refused_with_the_accepted_values(names, constraints, pick, message):
@@ -54,3 +55,33 @@ def test_cli_refuses_bad_objectives_before_writing_anything(tmp_path, cli):
     code, out, err = cli("tune", "--dataset", "iris", "--objectives", "accuracy,params", "--strategy", "cmaes",
                          "--out", tmp_path / "r")
     assert code == 2 and "optimizes one objective" in err and not (tmp_path / "r").exists()
+
+
+def test_a_resumed_study_keeps_its_objectives(tmp_path):
+    common = {"dataset": "iris", "trials": 2, "max_epochs": 3, "out": tmp_path / "run", "study": "s", "report": False}
+    nntune.tune(objectives="accuracy,params", **common)
+    with pytest.raises(nntune.ConfigError, match=r"tuned with objectives \['accuracy', 'params'\]"):
+        nntune.tune(objectives="accuracy,latency", resume=True, **{**common, "trials": 3})
+
+
+def test_no_trial_meeting_the_constraints_is_said_plainly(tmp_path):
+    with pytest.raises(nntune.NntuneError, match="none of the 2 complete trials met the constraints"):
+        nntune.tune(dataset="iris", trials=2, max_epochs=3, constraints=["params<=1"], out=tmp_path / "run",
+                    report=False)
+
+
+def test_a_run_is_read_from_any_directory(tmp_path, monkeypatch, cli):
+    monkeypatch.chdir(tmp_path)
+    nntune.tune(dataset="iris", trials=2, max_epochs=3, out="runs/iris", report=False)  # relative storage URL
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, out, err = cli("show", tmp_path / "runs" / "iris")
+    assert code == 0 and "best validation" in out
+
+
+def test_compare_refuses_several_objectives_before_running(tmp_path):
+    with pytest.raises(nntune.ConfigError, match="compare ranks strategies on one score"):
+        nntune.compare(dataset="iris", config={"search": {"objectives": ["accuracy", "params"]}},
+                       out=tmp_path / "cmp")
+    assert not (tmp_path / "cmp").exists()

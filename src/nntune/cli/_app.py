@@ -188,10 +188,13 @@ def compare(
     options = {k: v for k, v in {"data": str(data) if data else None, "dataset": dataset, "trials": trials,
                                  "timeout": parse_duration(timeout) if timeout else None, "cv": cv,
                                  "max_epochs": max_epochs, "threads": threads}.items() if v is not None}
-    with TrialProgress(err) as progress:
+    def finished(run: dict) -> None:
+        score = run["test_scores"].get(run["metric"])
+        err.print(f"{run['strategy']} seed {run['seed']}: test {run['metric']} {score:.4f} ({run['run_dir']})")
+
+    with err.status("comparing strategies"):
         summary = api.compare(target=target, strategies=strategies.split(","), seeds=seeds, out=out_dir,
-                              target_score=target_score, config=config, callbacks=[progress.callback], png=png,
-                              **options)
+                              target_score=target_score, config=config, png=png, on_run=finished, **options)
     for row in summary["strategies"]:
         out.print(f"{row['strategy']:>8}: test {summary['metric']} {row['test']:.4f} ± {row['test_ci']:.4f}, "
                   f"reached {summary['target']:.4f} in {row['reached']} runs")

@@ -29,7 +29,10 @@ def summarize(base: Ablated, rows: list[Ablated], direction: str) -> list[dict[s
         effect, half, pairs = paired_effect(base.scores, row.scores)
         time_effect, time_half, _ = paired_effect(base.seconds, row.seconds)
         helps = None
-        if not math.isnan(half):
+        diverged = sum(math.isnan(v) for v in row.scores) - sum(math.isnan(v) for v in base.scores)
+        if diverged > 0:  # fits that fail without the technique are its clearest effect
+            helps = f"helps: without it {diverged} of {len(row.scores)} fits diverged"
+        elif not math.isnan(half):
             worse = effect < -half if direction == "maximize" else effect > half
             better = effect > half if direction == "maximize" else effect < -half
             helps = "helps" if worse else "hurts" if better else "no clear effect"

@@ -38,9 +38,10 @@ BASELINE_SHARE = 0.1  # baselines run by default when they cost under this share
 
 
 def render_report(run_dir: str | Path, out: str | Path | None = None, data: Any = None, y: Any = None,
-                  baselines: bool | None = None, png: str | Path | None = None) -> Path:
+                  baselines: bool | None = None, png: str | Path | None = None, model: Any = None) -> Path:
     """Write the run's report (default `<run_dir>/report.html`) and return its path; with
-    `png`, each figure also as a PNG file in that directory."""
+    `png`, each figure also as a PNG file in that directory. `model`: the run's Predictor when
+    the caller holds it (a custom build_model cannot be reloaded without its function)."""
     run_dir = Path(run_dir)
     result = read_run(run_dir)
     study = optuna.load_study(study_name=result["study"], storage=get_storage(result["storage"]))
@@ -48,15 +49,16 @@ def render_report(run_dir: str | Path, out: str | Path | None = None, data: Any 
     sections = [_summary(result, attrs), _best(result, study)]
     names = result.get("objectives") or [result["metric"]]
     figures = study_figures(study, names)
-    best = next((t for t in study.get_trials(deepcopy=False) if t.params == result["best_params"]
-                 and t.state == optuna.trial.TrialState.COMPLETE), None) or best_trial(study)
+    numbered = {t.number: t for t in study.get_trials(deepcopy=False)}
+    best = numbered.get(result.get("best_trial")) or best_trial(study)
     curves = best.user_attrs.get("curves") if best is not None else None
     figures.append(_attempt("training", f"Best trial's training curves (trial {best.number if best else '-'})",
                             lambda: training_curves(curves or {})))
-    evaluation = _evaluate(run_dir, attrs, data, y)
+    evaluation = _evaluate(run_dir, attrs, data, y, model)
     if evaluation is None:
-        sections.append(_note("Final model on the test rows", "not shown: the run's data is not available "
-                              "here (in-memory data: pass it to nntune.report(run, data=...))"))
+        sections.append(_note("Final model on the test rows", "not shown: the run's data or model is not "
+                              "available here (in-memory data: pass it to nntune.report(run, data=...); a custom "
+                              "build_model: load the model with it)"))
     else:
         plan, model, y_test, scores = evaluation
         if plan.table.task == "regression":
@@ -74,7 +76,7 @@ def render_report(run_dir: str | Path, out: str | Path | None = None, data: Any 
     return target
 
 
-def _evaluate(run_dir: Path, attrs: dict, data: Any, y: Any):
+def _evaluate(run_dir: Path, attrs: dict, data: Any, y: Any, model: Any = None):
     """(plan, model, y_test, scores) of the saved model on the run's test rows, or None."""
     ref = attrs.get("data_ref") or {}
     if data is None:
@@ -85,7 +87,7 @@ def _evaluate(run_dir: Path, attrs: dict, data: Any, y: Any):
         cfg = build_config(attrs["config"])
         plan = prepare(cfg, data, y)
         check_same_data(ref, plan.data_ref)
-        model = load(run_dir / "model")
+        model = model if model is not None else load(run_dir / "model")
     except NntuneError:
         return None
     rows = plan.test_rows

@@ -18,7 +18,25 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
     result_file = run_dir / "result.json"
     if not result_file.exists():
         raise ConfigError(f"'{run_dir}' is not an nntune run directory (no result.json in it)")
-    return json.loads(result_file.read_text())
+    result = json.loads(result_file.read_text())
+    result["storage"] = _local_storage(result.get("storage", ""), run_dir)
+    return result
+
+
+def _local_storage(url: str, run_dir: Path) -> str:
+    """A study file of the run itself is read from the run directory, whatever the current
+    directory (result.json may hold a relative path) and wherever the run was moved; other
+    storages are used as they are."""
+    if url.startswith("sqlite:///"):
+        prefix, path = "sqlite:///", Path(url.removeprefix("sqlite:///"))
+    elif url and "://" not in url:
+        prefix, path = "", Path(url)
+    else:
+        return url
+    if path.is_absolute() and path.exists():
+        return url
+    beside = run_dir / path.name
+    return f"{prefix}{beside.resolve()}" if beside.exists() else url
 
 
 def top_trials(trials: list[dict[str, Any]], direction: str, n: int = 10) -> list[dict[str, Any]]:

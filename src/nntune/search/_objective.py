@@ -87,7 +87,7 @@ class Objective:
             trial.set_user_attr("fail_reason", reason)
             _record(trial, curves, started, n_params)
             raise TrialFailed(reason) from exc
-        _record(trial, curves, started, n_params)
+        seconds = _record(trial, curves, started, n_params)
         trial.set_user_attr("fold_scores", scores)
         trial.set_user_attr("score_std", float(np.std(scores)) if len(scores) > 1 else None)
         trial.set_user_attr("val_loss", float(np.mean(losses)))
@@ -101,7 +101,8 @@ class Objective:
             raise optuna.TrialPruned("ran out of time before every fold was trained")
         if self.objectives is None or not self.objectives.multi and not self.objectives.constraints:
             return float(np.mean(scores))
-        attrs = {"n_params": n_params, "train_seconds": time.monotonic() - started,
+        # The same numbers as the trial's attributes, which constraints are checked against later.
+        attrs = {"n_params": n_params, "train_seconds": seconds,
                  "latency_ms": latency_ms(module, self.folds[-1].X_eval, self.device)}
         trial.set_user_attr("latency_ms", attrs["latency_ms"])
         self.objectives.record_constraints(trial, float(np.mean(scores)), attrs)
@@ -128,11 +129,14 @@ def latency_ms(module: nn.Module, X: np.ndarray, device: torch.device, rows: int
     batch = torch.from_numpy(np.ascontiguousarray(X[:rows])).to(device)
     module.eval()
     timings = []
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)  # kernels run async
     with torch.inference_mode():
         module(batch)  # warm-up
         for _ in range(repeats):
+            sync()
             started = time.perf_counter()
             module(batch)
+            sync()
             timings.append(1000.0 * (time.perf_counter() - started))
     return float(np.median(timings))
 
@@ -154,7 +158,10 @@ def _reporter(trial: optuna.Trial, curves: dict[str, list[float]], multi: bool =
     return on_epoch_end
 
 
-def _record(trial: optuna.Trial, curves: dict, started: float, n_params: int) -> None:
+def _record(trial: optuna.Trial, curves: dict, started: float, n_params: int) -> float:
+    """Store the trial's curves, seconds and size; returns the seconds as stored."""
+    seconds = round(time.monotonic() - started, 4)
     trial.set_user_attr("curves", curves)
-    trial.set_user_attr("train_seconds", round(time.monotonic() - started, 4))
+    trial.set_user_attr("train_seconds", seconds)
     trial.set_user_attr("n_params", int(n_params))
+    return seconds

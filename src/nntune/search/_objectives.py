@@ -88,7 +88,11 @@ def make_objectives(metric: str, direction: str, names: Sequence[str], constrain
         if not match:
             raise ConfigError(f"constraint '{text}' is not of the form NAME<=NUMBER or NAME>=NUMBER "
                               f"(NAME: {metric}, {', '.join(COSTS)})")
-        name, op, limit = match.group(1), match.group(2), float(match.group(3))
+        name, op = match.group(1), match.group(2)
+        try:
+            limit = float(match.group(3))
+        except ValueError:
+            raise ConfigError(f"constraint '{text}' has no number after {op}") from None
         check_choice("constraint name", name, (metric, *COSTS))
         parsed.append((name, op, limit))
     check_choice("pick", pick, ("first", "knee", *names))
