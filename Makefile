@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: install
 	$(BIN)/nntune tune --dataset breast_cancer --trials 20 --timeout 2m --out runs/demo --study demo --resume
-	@echo "more: $(BIN)/nntune show runs/demo (top-10 trials), runs/demo/model (the saved model)"
+	@echo "more: $(BIN)/nntune show runs/demo (top-10 trials), runs/demo/report.html (the report), runs/demo/model (the saved model)"
 
 test: install
 	$(BIN)/python -m pytest -q
