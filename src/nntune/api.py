@@ -238,7 +238,11 @@ def tune(
     if execution.backend == "ray":
         run_ray(job, study, execution.address, execution.cpus_per_trial, execution.gpus_per_trial, callbacks)
     elif parallel:
-        run_local(job, execution.workers, study, callbacks)
+        def search_here(threads: int, serialised: Sequence[TrialCallback]) -> None:
+            set_threads(threads)
+            search(plan, study, budget, device, serialised)
+
+        run_local(job, execution.workers, study, callbacks, here=search_here)
     else:
         set_threads(cfg.training.threads)
         search(plan, study, budget, device, callbacks)

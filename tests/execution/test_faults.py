@@ -53,7 +53,7 @@ def test_a_worker_killed_mid_trial_is_failed_retried_and_the_study_still_complet
         except KeyError:  # the study is not created yet
             continue
         running = [t for t in trials if t.state.name == "RUNNING" and "worker" in t.user_attrs
-                   and t.datetime_start is not None and t.number >= 2]
+                   and t.user_attrs["worker"]["pid"] != driver.pid and t.number >= 2]  # a worker, not the driver
         if running:
             victim = running[0]
     assert victim is not None, "no trial ever ran"

@@ -9,8 +9,10 @@ on any machine that reaches the storage (`nntune worker`).
 from __future__ import annotations
 
 import multiprocessing
+import os
 import pickle
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -160,33 +162,63 @@ def check_picklable(job: WorkerJob) -> None:
 
 
 def run_local(job: WorkerJob, workers: int, study: optuna.Study,
-              callbacks: Sequence[TrialCallback] = ()) -> None:
-    """Run `workers` worker processes on this machine and wait for them, reporting each
-    finished trial to `callbacks` as it appears in the storage."""
+              callbacks: Sequence[TrialCallback] = (),
+              here: Callable[[int, Sequence[TrialCallback]], None] | None = None) -> None:
+    """Run `workers` workers on this machine sharing the study, reporting each finished trial
+    to `callbacks`. With `here(threads, callbacks)`, this process is one of them (it searches
+    while the others start): a worker process pays Python's and torch's start-up, this one
+    has paid it already."""
     check_picklable(job)
     threads = worker_threads(workers, job.threads)
+    spawned = workers - 1 if here is not None else workers
     # spawn, not fork: a forked child inherits the parent's thread pools in an unusable state.
     context = multiprocessing.get_context("spawn")
     errors = context.Queue()
     processes = [context.Process(target=_local_worker, args=(replace(job, index=i + 1, threads=threads), errors),
-                                 name=f"nntune-worker-{i + 1}", daemon=True) for i in range(workers)]
+                                 name=f"nntune-worker-{i + 1}", daemon=True) for i in range(spawned)]
     for process in processes:
         process.start()
     messages: list[str] = []
+    lock = threading.Lock()  # callbacks hear from this process's trials and from the watcher
+    guarded = [_serialised(callback, lock) for callback in callbacks]
+    searching = threading.Event()
 
     def running() -> bool:
         messages.extend(_drain(errors))  # read as they come: a large message blocks its sender
-        return any(p.is_alive() for p in processes)
+        return searching.is_set() or any(p.is_alive() for p in processes)
 
+    me = os.getpid()
+    others = [lambda study, trial, c=c: c(study, trial) if trial.user_attrs.get("worker", {}).get("pid") != me
+              else None for c in guarded]
+    # The watcher shares this process with its training: it looks less often than a driver
+    # that only watches, so as not to take the interpreter from the training loop.
+    watcher = threading.Thread(target=watch, args=(study, running, others, 2.0), daemon=True, name="nntune-watch")
     try:
-        watch(study, running, callbacks)
+        if here is not None:
+            searching.set()
+            watcher.start()
+            try:
+                here(threads, guarded)
+            finally:
+                searching.clear()
+            watcher.join()
+        else:
+            watch(study, running, guarded)
     finally:
         for process in processes:
             if process.is_alive():
                 process.terminate()
             process.join()
     messages.extend(_drain(errors))
-    _raise_if_failed(study, [p.exitcode for p in processes], messages)
+    codes = [p.exitcode for p in processes] + ([0] if here is not None else [])
+    _raise_if_failed(study, codes, messages)
+
+
+def _serialised(callback: TrialCallback, lock: threading.Lock) -> TrialCallback:
+    def call(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        with lock:
+            callback(study, trial)
+    return call
 
 
 def watch(study: optuna.Study, running: Callable[[], bool], callbacks: Sequence[TrialCallback],
