@@ -21,7 +21,7 @@ import pandas as pd
 from . import __version__
 from ._atomic import write_bytes, write_json, write_text
 from .config import RunConfig, build_config, load_config, merge
-from .data import check_same_data, read_table
+from .data import read_table
 from .errors import ConfigError, NntuneError, check_choice, did_you_mean
 from .execution import (
     Budget,
@@ -31,6 +31,7 @@ from .execution import (
     final_epochs,
     fold_rows,
     pick_device,
+    plan_of_study,
     prepare,
     publish_run,
     require_ray,
@@ -51,6 +52,7 @@ from .search import (
     fail_dead_trials,
     finished_trials,
     get_storage,
+    is_journal,
     open_study,
     pareto_front,
     storage_url,
@@ -463,19 +465,12 @@ def ablate(run_dir: str | Path, out: str | Path | None = None, *, techniques: Se
     result = read_run(run_dir)
     study = optuna.load_study(study_name=result["study"], storage=get_storage(result["storage"]))
     attrs = study.user_attrs
-    ref = attrs.get("data_ref") or {}
-    if data is None:
-        data = ref.get("path") or ref.get("url")
-        if data is None and ref.get("kind") != "dataset":
-            raise ConfigError(f"run '{run_dir}' was tuned on in-memory data: pass it as nntune.ablate(run, data=...)")
-    cfg = build_config(attrs["config"])
-    cfg.search.cv = cv
-    plan = prepare(cfg, data, y)
-    check_same_data(ref, plan.data_ref)
     if attrs.get("family") == "custom":
         raise ConfigError("ablate rebuilds the model from its family; a custom build_model run cannot be ablated yet")
+    plan = plan_of_study(attrs, data, y, cv=cv, in_memory_hint=(
+        f"run '{run_dir}' was tuned on in-memory data: pass it as nntune.ablate(run, data=...)"))
     params = {**plan.fixed, **result["best_params"]}
-    base, rows = run_ablation(plan, params, seed_list, pick_device(cfg.training.device),
+    base, rows = run_ablation(plan, params, seed_list, pick_device(plan.cfg.training.device),
                               list(techniques) if techniques else None, on_step)
     target = Path(out) if out is not None else run_dir / "ablation.html"
     return render_ablation(target, result["study"], result["metric"], result["direction"], base, rows,
@@ -503,7 +498,7 @@ def dashboard(run_or_storage: str | Path, host: str = "127.0.0.1", port: int = 8
 def _storage_of(run_or_storage: str | Path) -> str:
     """A run directory's storage (from its result.json, or its study.db), or the URL as given."""
     text = str(run_or_storage)
-    if "://" in text or text.endswith((".journal", ".log")):
+    if "://" in text or is_journal(text):
         return text
     run_dir = Path(text)
     if (run_dir / "result.json").exists():

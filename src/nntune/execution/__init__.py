@@ -3,12 +3,24 @@ budget, threads and devices."""
 
 from ..training import available_cores, pick_device, set_threads
 from ._budget import Budget
-from ._plan import BuildModel, Plan, final_epochs, final_seconds, fold_rows, prepare, search, space_for, train_final
+from ._plan import (
+    BuildModel,
+    Plan,
+    final_epochs,
+    final_seconds,
+    fold_rows,
+    plan_of_study,
+    prepare,
+    search,
+    space_for,
+    train_final,
+)
 from ._ray import require_ray, run_ray
 from ._workers import WorkerJob, check_picklable, publish_run, run_local, run_worker, watch, worker_threads
 
 __all__ = [
-    "Budget", "BuildModel", "Plan", "WorkerJob", "available_cores", "check_picklable", "final_epochs", "final_seconds",
-    "fold_rows", "pick_device", "prepare", "publish_run", "run_local", "require_ray", "run_ray", "run_worker", "search",
-    "set_threads", "space_for", "train_final", "watch", "worker_threads",
+    "Budget", "BuildModel", "Plan", "WorkerJob", "available_cores", "check_picklable", "final_epochs",
+    "final_seconds", "fold_rows", "pick_device", "plan_of_study", "prepare", "publish_run", "require_ray",
+    "run_local", "run_ray", "run_worker", "search", "set_threads", "space_for", "train_final", "watch",
+    "worker_threads",
 ]

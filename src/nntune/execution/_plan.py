@@ -14,10 +14,11 @@ import optuna
 import torch
 from torch import nn
 
-from ..config import RunConfig
+from ..config import RunConfig, build_config
 from ..data import (
     EncodedSplit,
     TabularData,
+    check_same_data,
     data_reference,
     encode_split,
     fetch,
@@ -124,6 +125,25 @@ def prepare(cfg: RunConfig, data: Any = None, y: Any = None, build_model: BuildM
     train_rows, test_rows = split_train_test(table, cfg.data.test_size, cfg.seed)
     return Plan(cfg, table, metric, space, fixed, build_model or cfg.model.family, n_trials,
                 train_rows, test_rows, ref, objectives)
+
+
+def plan_of_study(attrs: dict[str, Any], data: Any = None, y: Any = None,
+                  build_model: BuildModel | None = None, in_memory_hint: str = "",
+                  cv: int | None = None) -> Plan:
+    """The plan of an existing study, from the config and data reference stored with it (the
+    data checked by its checksum); for workers, reports and ablations. `data` stands in for
+    in-memory data, which a study cannot reference; `in_memory_hint` says how to pass it."""
+    ref = attrs.get("data_ref") or {}
+    if data is None:
+        if ref.get("kind") not in ("file", "url", "dataset"):
+            raise ConfigError(in_memory_hint or "the study was started on in-memory data: pass it as data=...")
+        data = ref.get("path") or ref.get("url")
+    cfg = build_config(attrs["config"])
+    if cv is not None:
+        cfg.search.cv = cv
+    plan = prepare(cfg, data, y, build_model)
+    check_same_data(ref, plan.data_ref)
+    return plan
 
 
 def space_for(cfg: RunConfig, build_model: BuildModel | None) -> tuple[Space, dict[str, Any]]:

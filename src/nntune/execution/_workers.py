@@ -21,13 +21,12 @@ from typing import Any
 
 import optuna
 
-from ..config import build_config
 from ..data import check_same_data
 from ..errors import ConfigError, NntuneError
 from ..search import FINISHED, TrialCallback, counts_toward_budget, get_storage
 from ..training import idle_cores, pick_device, set_threads
 from ._budget import Budget
-from ._plan import BuildModel, Plan, prepare, search
+from ._plan import BuildModel, Plan, plan_of_study, search
 
 
 @dataclass
@@ -68,20 +67,13 @@ def run_worker(job: WorkerJob, callbacks: Sequence[TrialCallback] = (),
     attrs = _study_attrs(job)
     if "config" not in attrs or "data_ref" not in attrs:
         raise ConfigError(f"study '{job.study}' was not started by nntune tune; there is nothing to join")
-    cfg = build_config(attrs["config"])
-    ref = attrs["data_ref"]
-    data = job.data
-    if data is None:
-        if ref["kind"] == "memory":
-            raise ConfigError(
-                f"study '{job.study}' was started on in-memory data; a worker cannot read it: start "
-                "the study from a file (--data PATH) or pass the data to nntune.worker(..., data=...)")
-        data = ref.get("path") or ref.get("url")
     if attrs.get("family") == "custom" and job.build_model is None:
         raise ConfigError(f"study '{job.study}' tunes a custom build_model; join it from Python with "
                           "nntune.worker(storage, study, build_model=...)")
-    plan = prepare(cfg, data, job.y, job.build_model)
-    check_same_data(ref, plan.data_ref)
+    plan = plan_of_study(attrs, job.data, job.y, job.build_model, in_memory_hint=(
+        f"study '{job.study}' was started on in-memory data; a worker cannot read it: start "
+        "the study from a file (--data PATH) or pass the data to nntune.worker(..., data=...)"))
+    cfg = plan.cfg
     plan.n_trials = attrs.get("n_trials", plan.n_trials)
 
     heartbeat = cfg.execution.heartbeat

@@ -16,10 +16,9 @@ import numpy as np
 import optuna
 
 from .._atomic import write_text
-from ..config import build_config
-from ..data import check_same_data, encode_split, transform
+from ..data import encode_split, transform
 from ..errors import NntuneError
-from ..execution import final_epochs, fold_rows, pick_device, prepare, train_final
+from ..execution import final_epochs, fold_rows, pick_device, plan_of_study, train_final
 from ..predictor import load
 from ..search import best_trial, get_storage
 from ..training import score_all
@@ -78,15 +77,8 @@ def render_report(run_dir: str | Path, out: str | Path | None = None, data: Any 
 
 def _evaluate(run_dir: Path, attrs: dict, data: Any, y: Any, model: Any = None):
     """(plan, model, y_test, scores) of the saved model on the run's test rows, or None."""
-    ref = attrs.get("data_ref") or {}
-    if data is None:
-        data = ref.get("path") or ref.get("url")
-        if data is None and ref.get("kind") != "dataset":
-            return None
     try:
-        cfg = build_config(attrs["config"])
-        plan = prepare(cfg, data, y)
-        check_same_data(ref, plan.data_ref)
+        plan = plan_of_study(attrs, data, y)
         model = model if model is not None else load(run_dir / "model")
     except NntuneError:
         return None
