@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint clean
+.PHONY: install demo test test-fast lint clean bench-env
 
 install: $(STAMP)
 
@@ -27,6 +27,13 @@ test-fast: install
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
+
+# The LCBench benchmark's environment: the project plus the reference searchers it is compared with
+# (DEHB, SMAC3), kept out of .venv so that their pins never touch it.
+bench-env:
+	$(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e .
+	.venv-bench/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -r benchmarks/requirements-lcbench.txt
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -19,7 +19,7 @@ _EXPORTS = {
     "tune": "api", "worker": "api", "report": "api", "compare": "api", "ablate": "api",
     "make_config": "api", "TuneResult": "api",
     "load": "predictor", "Predictor": "predictor",
-    "HyperParameters": "search",
+    "HyperParameters": "search", "optimize": "search", "create_study": "search", "Study": "search",
     "RunConfig": "config",
     "ConfigError": "errors", "DataError": "errors", "ModelDirError": "errors",
     "NntuneError": "errors", "StudyExistsError": "errors", "TrialFailed": "errors",
@@ -27,8 +27,8 @@ _EXPORTS = {
 
 __all__ = [
     "ConfigError", "DataError", "HyperParameters", "ModelDirError", "NntuneError", "Predictor",
-    "RunConfig", "StudyExistsError", "TrialFailed", "TuneResult", "load", "make_config",
-    "ablate", "compare", "report", "schema", "tune", "worker",
+    "RunConfig", "Study", "StudyExistsError", "TrialFailed", "TuneResult", "load", "make_config",
+    "ablate", "compare", "create_study", "optimize", "report", "schema", "tune", "worker",
 ]
 
 
@@ -59,4 +59,4 @@ if TYPE_CHECKING:
         TrialFailed,
     )
     from .predictor import Predictor, load
-    from .search import HyperParameters
+    from .search import HyperParameters, Study, create_study, optimize

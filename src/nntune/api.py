@@ -55,6 +55,7 @@ from .search import (
     is_journal,
     open_study,
     pareto_front,
+    starting_points,
     storage_url,
     trial_records,
 )
@@ -62,17 +63,6 @@ from .search import (
 # What writing the report takes on a small table (figures, importances, reading the data again):
 # kept free at the end of a run with a timeout.
 REPORT_SECONDS = 3.0
-
-# Strong first trials, tried before the sampler takes over: the recipes that practitioners
-# start from (Adam at 1e-3; SGD with momentum at 1e-2) on 1-2 hidden layers of moderate width.
-STARTING_POINTS = (
-    {"optimizer": "adam", "lr": 1e-3, "n_layers": 2, "units": 128, "activation": "relu",
-     "dropout": 0.1, "norm": "none", "batch_size": 64, "schedule": "constant", "weight_decay": 1e-5},
-    {"optimizer": "sgd", "lr": 1e-2, "momentum": 0.9, "n_layers": 1, "units": 256,
-     "activation": "relu", "dropout": 0.0, "norm": "batch", "batch_size": 64,
-     "schedule": "cosine", "weight_decay": 1e-4},
-)
-
 
 @dataclass
 class TuneResult:
@@ -105,6 +95,7 @@ class TuneResult:
             "storage": self.storage,
             "n_trials": self.n_trials, "seconds": round(self.seconds, 2), "data": self.data,
             "objectives": self.objectives, "pareto_front": self.pareto_front,
+            "depth_curve": self.study.user_attrs.get("depth_curve"),  # strategy "depth" only
             "nntune_version": __version__,
         }
 
@@ -208,7 +199,10 @@ def tune(
     device = pick_device(cfg.training.device)
 
     # Everything that can be wrong with the input is checked before anything is written.
-    plan = prepare(cfg, data, y, build_model)
+    from .execution import DepthSearch  # strategy "depth": see the block before open_study
+
+    depth = DepthSearch.of(cfg, build_model)  # None for other strategies; raises on bad input
+    plan = prepare(depth.config if depth else cfg, data, y, build_model)
     name = cfg.study or _study_name(plan.table.name)
     run_dir = Path(cfg.out or Path("runs") / name)
     url = storage_url(cfg.storage, run_dir)
@@ -221,6 +215,12 @@ def tune(
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     storage = get_storage(url, execution.heartbeat, execution.retries)
+    # -- depth search (strategy "depth", execution/_depth.py): n_layers is chosen first, depth by
+    # depth in studies '<name>.depth<d>'; the main study then tunes the rest at that depth.
+    if depth is not None:
+        plan = depth.run(plan, storage, name, budget, device, callbacks, first_points=starting_points)
+        callbacks = [*callbacks, depth.record]  # stores the depth curve with the main study
+    # -- end of depth search
     study, created = open_study(name, storage, list(plan.objectives.directions), plan.sampler(), plan.pruner(),
                                 cfg.resume)
     if created or "config" not in study.user_attrs:  # (a run killed while creating it)
@@ -228,7 +228,7 @@ def tune(
     else:
         _check_same_objectives(study, cfg)
     if cfg.search.strategy != "grid" and not study.get_trials(deepcopy=False):
-        for point in _starting_points(plan.space):
+        for point in starting_points(plan.space):
             study.enqueue_trial(point, skip_if_exists=True)
     publish_run(study, plan, budget)
     fail_dead_trials(study, execution.retries)  # trials of an earlier run of this study that was killed
@@ -328,25 +328,6 @@ def worker(
         data = str(data)
     return run_worker(WorkerJob(absolute_storage(storage), study, data=data, y=y, build_model=build_model,
                                 threads=threads, timeout=timeout, wait=wait), callbacks, on_start)
-
-
-def _starting_points(space: dict) -> list[dict[str, Any]]:
-    """The starting recipes, restricted to parameters searched and values inside the space."""
-    points = []
-    for recipe in STARTING_POINTS:
-        point = {}
-        for name, value in recipe.items():
-            spec = space.get(name)
-            if spec is None or not spec.matches({**recipe}):
-                continue
-            if spec.type == "categorical":
-                if value in spec.choices:
-                    point[name] = value
-            elif spec.low <= value <= spec.high:
-                point[name] = value
-        if point:
-            points.append(point)
-    return points
 
 
 def _front(study: optuna.Study, plan) -> list[dict[str, Any]]:

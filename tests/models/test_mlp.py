@@ -86,3 +86,50 @@ def test_family_contract(name):
         ParamSpec.model_validate(entry)
     model = build_model(name, {}, META)
     assert isinstance(model, nn.Module) and model(torch.randn(2, 10)).shape == (2, 3)
+
+
+def widths(model: nn.Module) -> list[int]:
+    return [lin.out_features for lin in linears(model)][:-1]
+
+
+def test_brick_is_the_default_shape():
+    assert widths(build_model("mlp", {"n_layers": 3, "units": 40}, META)) == [40, 40, 40]
+    assert widths(build_model("mlp", {"n_layers": 3, "units": 40, "shape": "brick"}, META)) == [40, 40, 40]
+
+
+@pytest.mark.parametrize("n_layers, units, expected", [
+    (1, 64, [64]),
+    (2, 64, [64, 34]),               # 64 - 1 * (64 - 3) / 2 = 33.5, halves round up
+    (4, 256, [256, 193, 130, 66]),   # steps of (256 - 3) / 4 = 63.25
+    (3, 3, [3, 3, 3]),               # no wider than the output: a brick
+    (2, 2, [2, 2]),                  # narrower than the output: never widened
+])
+def test_funnel_shrinks_linearly_towards_the_output(n_layers, units, expected):
+    model = build_model("mlp", {"n_layers": n_layers, "units": units, "shape": "funnel"}, META)
+    assert widths(model) == expected
+    assert model(torch.randn(4, 10)).shape == (4, 3)
+
+
+def test_funnel_with_no_hidden_layer_is_linear():
+    model = build_model("mlp", {"n_layers": 0, "units": 64, "shape": "funnel"}, META)
+    assert widths(model) == [] and count_parameters(model) == 10 * 3 + 3
+
+
+def test_per_layer_units_win_over_the_shape():
+    params = {"n_layers": 3, "units": 90, "shape": "funnel", "units_1": 7}
+    assert widths(build_model("mlp", params, META)) == [90, 7, 32]  # step (90 - 3) / 3 = 29
+
+
+def test_unknown_shape_is_a_config_error():
+    with pytest.raises(ConfigError, match="shape must be one of .*got 'funel'.*did you mean 'funnel'"):
+        build_model("mlp", {"shape": "funel"}, META)
+
+
+def test_switches_and_recipe_keys_are_ignored_by_the_builder():
+    """Cocktail switches and training values travel in the same parameter dict."""
+    params = {"n_layers": 2, "units": 16, "use_dropout": False, "use_mixup": True, "mixup_alpha": 0.3}
+    torch.manual_seed(0)
+    a = build_model("mlp", params, META)
+    torch.manual_seed(0)
+    b = build_model("mlp", {"n_layers": 2, "units": 16}, META)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))

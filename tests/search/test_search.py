@@ -83,7 +83,10 @@ def test_samplers_and_pruners_accept_instances():
     sampler = optuna.samplers.RandomSampler()
     assert make_sampler(sampler, 0, {}) is sampler
     assert isinstance(make_pruner("hyperband", 50), optuna.pruners.HyperbandPruner)
-    assert set(PRUNERS) == {"none", "median", "percentile", "successive_halving", "hyperband"}
+    assert set(PRUNERS) == {"auto", "none", "median", "percentile", "successive_halving", "hyperband"}
+    # 'auto' is the strategy's choice: the auto pruner with the auto strategy, else none
+    assert type(make_pruner("auto", 50, strategy="auto", n_trials=50)).__name__ == "AutoPruner"
+    assert isinstance(make_pruner("auto", 50, strategy="tpe"), optuna.pruners.NopPruner)
 
 
 def test_median_pruner_stops_a_bad_curve():

@@ -38,7 +38,7 @@ def tune(
     target: Annotated[Opt[str], typer.Option(help="column to predict")] = None,
     task: Annotated[Opt[str], typer.Option(help="auto, binary, multiclass, regression")] = None,
     family: Annotated[Opt[str], typer.Option(help="model family (mlp)")] = None,
-    strategy: Annotated[Opt[str], typer.Option(help="grid, random, qmc, tpe, gp, cmaes, nsga2")] = None,
+    strategy: Annotated[Opt[str], typer.Option(help="grid, random, qmc, tpe, gp, cmaes, nsga2; depth: choose n_layers first, then tune")] = None,
     pruner: Annotated[Opt[str], typer.Option(help="none, median, percentile, successive_halving, hyperband")] = None,
     trials: Annotated[Opt[int], typer.Option(help="number of trials (earlier trials of a resumed study count)")] = None,
     timeout: Annotated[Opt[str], typer.Option(help="limit for the whole command: 90s, 10m, 1h")] = None,

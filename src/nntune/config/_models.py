@@ -63,6 +63,15 @@ class SearchConfig(_Section):
         default_factory=list, description="limits such as 'params<=50000' or 'latency<=2'")
     pick: str = Field("first", description="which Pareto-optimal trial becomes the model: first "
                       "(best on the first objective), knee, or the name of an objective")
+    warm_start: str | None = Field(None, description="an earlier run directory or STORAGE_URL#STUDY whose "
+                                   "best configurations are tried first")
+    cocktail: bool = Field(False, description="regularisation cocktail: each regulariser (dropout, batch "
+                           "norm, weight decay, L1, mixup, clipping, skip connections) an on/off switch "
+                           "with its strength as a conditional parameter")
+    depth_trials: int = Field(6, ge=1, description="strategy depth: trials per depth tried, each scored by "
+                              "k-fold CV; counted apart from `trials`, which all go to the chosen depth")
+    depth_max: int | None = Field(None, ge=0, description="strategy depth: the deepest n_layers tried "
+                                  "(default: the highest n_layers of the space)")
 
     @field_validator("timeout", mode="before")
     @classmethod

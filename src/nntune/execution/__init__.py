@@ -3,6 +3,7 @@ budget, threads and devices."""
 
 from ..training import available_cores, pick_device, set_threads
 from ._budget import Budget
+from ._depth import AFTER_DEPTH_STRATEGY, DEPTH, DepthSearch, depth_study
 from ._plan import (
     BuildModel,
     Plan,
@@ -22,5 +23,5 @@ __all__ = [
     "Budget", "BuildModel", "Plan", "WorkerJob", "available_cores", "check_picklable", "final_epochs",
     "final_seconds", "fold_rows", "pick_device", "plan_of_study", "prepare", "publish_run", "require_ray",
     "run_local", "run_ray", "run_worker", "search", "set_threads", "space_for", "train_final", "watch",
-    "worker_threads",
+    "worker_threads", "AFTER_DEPTH_STRATEGY", "DEPTH", "DepthSearch", "depth_study",
 ]

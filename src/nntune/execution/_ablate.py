@@ -50,6 +50,7 @@ TECHNIQUES = (
               "no residual connections"),
     Technique("label_smoothing", _positive("label_smoothing"), lambda p: {"label_smoothing": 0.0},
               "no label smoothing"),
+    Technique("mixup", _positive("mixup_alpha"), lambda p: {"mixup_alpha": 0.0}, "no mixup"),
     Technique("augmentation", lambda p: bool(p.get("augment")), lambda p: {"augment": None},
               "no data augmentation"),
 )

@@ -68,7 +68,7 @@ BuildModel = Callable[[HyperParameters], nn.Module]
 # Names whose values must come from a known list, checked before any trial runs.
 KNOWN_CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "loss": LOSSES,
                  "activation": tuple(mlp_family.ACTIVATIONS), "init": mlp_family.INITS,
-                 "norm": mlp_family.NORMS}
+                 "norm": mlp_family.NORMS, "shape": mlp_family.SHAPES}
 
 
 @dataclass
@@ -93,10 +93,18 @@ class Plan:
     def sampler(self, worker: int = 0) -> optuna.samplers.BaseSampler:
         objectives = self.objectives
         return make_sampler(self.cfg.search.strategy, self.cfg.seed, self.space, self.fixed, worker=worker,
-                            multi=bool(objectives and objectives.multi))
+                            multi=bool(objectives and objectives.multi), n_trials=self.n_trials)
 
     def pruner(self) -> optuna.pruners.BasePruner:
-        return make_pruner(self.cfg.search.pruner, int(self.fixed["max_epochs"]))
+        from ..search import CrossValidationPruner
+
+        pruner = make_pruner(self.cfg.search.pruner, int(self.fixed["max_epochs"]),
+                             strategy=self.cfg.search.strategy, n_trials=self.n_trials)
+        # With k folds the chosen pruner keeps the first fold; later folds need rules that
+        # compare like with like (see CrossValidationPruner). No pruning stays no pruning.
+        if self.cfg.search.cv and not isinstance(pruner, optuna.pruners.NopPruner) and getattr(pruner, "active", True):
+            return CrossValidationPruner(pruner)
+        return pruner
 
 
 def prepare(cfg: RunConfig, data: Any = None, y: Any = None, build_model: BuildModel | None = None) -> Plan:
@@ -162,7 +170,13 @@ def space_for(cfg: RunConfig, build_model: BuildModel | None) -> tuple[Space, di
         family = get_family(cfg.model.family)
         fixed_defaults = {**family.defaults, **fixed_defaults}
         default_space = {**family.space, **default_space}
-    space, fixed = resolve_space(default_space, cfg.search.space, cfg.search.space_mode)
+    user_space = dict(cfg.search.space)
+    if cfg.search.cocktail:
+        from ..training import cocktail_space
+
+        # Asked for explicitly, so kept with space_mode replace too; the user's entries still win.
+        user_space = {**cocktail_space(fixed_defaults, user_space), **user_space}
+    space, fixed = resolve_space(default_space, user_space, cfg.search.space_mode)
     fixed = {**{k: v for k, v in fixed_defaults.items() if k not in space}, **fixed}
     for name, accepted in KNOWN_CHOICES.items():
         if name in space and space[name].choices is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,14 +19,18 @@ ACTIVATIONS = {
 }
 INITS = ("default", "xavier", "kaiming", "orthogonal")
 NORMS = ("none", "batch", "layer", "weight")
+# How hidden widths follow from `units`: all equal, or shrinking linearly towards the output.
+SHAPES = ("brick", "funnel")
 
 DEFAULTS = {
-    "n_layers": 2, "units": 128, "activation": "relu", "init": "default",
+    "n_layers": 2, "units": 128, "shape": "brick", "activation": "relu", "init": "default",
     "dropout": 0.0, "norm": "none", "residual": False,
 }
 
 # Common practice: 0 layers suffice for easy problems, 1-2 are the usual balance, more for hard
-# ones; widths on a log scale; dropout up to one half.
+# ones; widths on a log scale; dropout up to one half. `shape` stays fixed at brick: one shared
+# width already covers every depth without a parameter per layer, and a second choice would
+# only thin out a short search.
 SPACE = {
     "n_layers": {"type": "int", "low": 0, "high": 4},
     "units": {"type": "int", "low": 16, "high": 512, "log": True},
@@ -65,12 +70,21 @@ class MLP(nn.Module):
         return self.head(self.blocks(x))
 
 
-def layer_widths(params: Mapping[str, Any]) -> list[int]:
-    """Hidden widths: `units_<i>` per layer where given, else the shared `units`."""
+def layer_widths(params: Mapping[str, Any], output_dim: int = 1) -> list[int]:
+    """Hidden widths: `units_<i>` per layer where given, else what `units` and `shape` make.
+
+    brick: every hidden layer `units` wide. funnel: hidden layer i of n is
+    round(units - i * (units - output_dim) / n) wide (halves rounded up), so the first layer
+    has `units` and the widths step down evenly towards the output; when `units` is not above
+    `output_dim` a funnel is a brick. One `units` thus describes a network of any depth.
+    """
     n_layers = int(params["n_layers"])
     if n_layers < 0:
         raise ConfigError(f"n_layers must be >= 0; got {n_layers}")
-    widths = [int(params.get(f"units_{i}", params["units"])) for i in range(n_layers)]
+    shape = check_choice("shape", params.get("shape", "brick"), SHAPES)
+    units = int(params["units"])
+    step = max(0, units - output_dim) / n_layers if shape == "funnel" and n_layers else 0.0
+    widths = [int(params.get(f"units_{i}", math.floor(units - i * step + 0.5))) for i in range(n_layers)]
     if any(w < 1 for w in widths):
         raise ConfigError(f"units must be >= 1; got {widths}")
     return widths
@@ -80,7 +94,7 @@ def build(params: Mapping[str, Any], meta: ModelMeta) -> nn.Module:
     check_choice("activation", params["activation"], ACTIVATIONS)
     check_choice("init", params["init"], INITS)
     check_choice("norm", params["norm"], NORMS)
-    return MLP([meta.input_dim, *layer_widths(params)], meta.output_dim, params)
+    return MLP([meta.input_dim, *layer_widths(params, meta.output_dim)], meta.output_dim, params)
 
 
 def _initialise(linear: nn.Linear, init: str, activation: str) -> None:

@@ -100,7 +100,9 @@ def learning_curves(study: optuna.Study) -> go.Figure:
         best = None
     figure = go.Figure()
     for trial in trials:
-        steps = sorted(trial.intermediate_values)
+        # With k folds, fold i reports at steps i*stride+epoch: the first fold's are below stride.
+        stride = trial.user_attrs.get("fold_stride", float("inf"))
+        steps = sorted(s for s in trial.intermediate_values if s < stride)
         pruned = trial.state == TrialState.PRUNED
         style = {"color": "#d62728", "dash": "dash", "width": 1} if pruned else {"color": "#7f7f7f", "width": 1}
         if trial.number == best:
@@ -187,6 +189,26 @@ def regression_figures(y: np.ndarray, predicted: np.ndarray) -> list[Figure]:
 
     return [_attempt("predicted", "Predicted vs actual (test rows)", scatter),
             _attempt("residuals", "Residuals (test rows)", residuals)]
+
+
+def depth_figure(curve: list[dict[str, Any]], metric: str) -> go.Figure:
+    """The depth search of a `strategy: depth` run: each depth's best mean CV score with one
+    standard error as error bars, the chosen depth highlighted."""
+    scored = [p for p in curve if p.get("score") is not None]
+    if not scored:
+        raise ValueError("no depth has a complete trial")
+    figure = go.Figure(go.Scatter(
+        x=[p["depth"] for p in scored], y=[p["score"] for p in scored], mode="lines+markers", name="best trial",
+        error_y={"type": "data", "array": [p.get("se") or 0.0 for p in scored], "visible": True},
+        customdata=[[p.get("se") or 0.0, p.get("trials", "-")] for p in scored],
+        hovertemplate="%{x} hidden layers: %{y:.4f} ± %{customdata[0]:.4f} (%{customdata[1]} trials)<extra></extra>"))
+    chosen = [p for p in scored if p.get("chosen")]
+    if chosen:
+        figure.add_trace(go.Scatter(x=[chosen[0]["depth"]], y=[chosen[0]["score"]], mode="markers", name="chosen",
+                                    marker={"size": 16, "symbol": "star", "color": "#d62728"}))
+    figure.update_layout(xaxis_title="hidden layers (n_layers)", yaxis_title=f"mean CV {metric}",
+                         xaxis={"dtick": 1})
+    return figure
 
 
 def export_pngs(figures: list[Figure], directory: str | Path, scale: float = 2.0) -> list[Path]:

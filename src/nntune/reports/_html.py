@@ -26,6 +26,7 @@ from ._figures import (
     Figure,
     _attempt,
     classification_figures,
+    depth_figure,
     export_pngs,
     regression_figures,
     study_figures,
@@ -34,6 +35,9 @@ from ._figures import (
 from ._tables import read_run, top_trials
 
 BASELINE_SHARE = 0.1  # baselines run by default when they cost under this share of the run
+DEPTH_NOTE = ("each depth's best trial in a brief search of its own (studies '{study}.depth<d>'), ± one "
+              "standard error over its folds. A deeper network had to beat the shallower one by more than that "
+              "error; the star marks the depth kept, which the study below tuned")
 
 
 def render_report(run_dir: str | Path, out: str | Path | None = None, data: Any = None, y: Any = None,
@@ -53,6 +57,11 @@ def render_report(run_dir: str | Path, out: str | Path | None = None, data: Any 
     curves = best.user_attrs.get("curves") if best is not None else None
     figures.append(_attempt("training", f"Best trial's training curves (trial {best.number if best else '-'})",
                             lambda: training_curves(curves or {})))
+    depth_curve = result.get("depth_curve") or attrs.get("depth_curve")
+    if depth_curve:  # strategy "depth": shown first, as the depth was chosen before the main study ran
+        figures.insert(0, _attempt("depth", "Depth search: CV score by number of hidden layers",
+                                   lambda: depth_figure(depth_curve, result["metric"]),
+                                   DEPTH_NOTE.format(study=result["study"])))
     evaluation = _evaluate(run_dir, attrs, data, y, model)
     if evaluation is None:
         sections.append(_note("Final model on the test rows", "not shown: the run's data or model is not "

@@ -90,7 +90,21 @@ def run_report(result: dict[str, Any], trials: list[dict[str, Any]]) -> Group:
     parts = [summary_table(result), params_table(result["best_params"])]
     if result.get("pareto_front"):
         parts.append(pareto_table(result["pareto_front"]))
+    if result.get("depth_curve"):
+        parts.append(depth_table(result["depth_curve"], result["metric"]))
     return Group(*parts, trials_table(top, result["metric"]))
+
+
+def depth_table(curve: list[dict[str, Any]], metric: str) -> Table:
+    """The depth search of a `strategy: depth` run: each depth tried, its best mean CV score
+    with the standard error, and the depth kept (one-standard-error rule)."""
+    table = Table(title="depth search (one-standard-error rule)", title_justify="left")
+    for name in ("n_layers", f"CV {metric}", "SE", "trials", "chosen"):
+        table.add_column(name, justify="right")
+    for point in curve:
+        table.add_row(str(point["depth"]), _fmt(point.get("score")), _fmt(point.get("se")),
+                      str(point.get("trials", "")), "yes" if point.get("chosen") else "")
+    return table
 
 
 def pareto_table(front: list[dict[str, Any]]) -> Table:

@@ -1,5 +1,8 @@
 """Search: the only package that imports optuna. Spaces, strategies, pruners, objective, study."""
 
+from ._auto import AutoPruner, AutoSampler, starting_points
+from ._blackbox import Ask, Budget, OptimizeResult, Study, create_study, optimize
+from ._cv_pruning import CrossValidationPruner
 from ._hp import HyperParameters
 from ._objective import ModelSource, Objective, make_module
 from ._objectives import COSTS, Objectives, make_objectives, pick_trial
@@ -26,7 +29,10 @@ from ._study import (
 )
 
 __all__ = [
-    "COSTS", "FINISHED", "PRUNERS", "STRATEGIES", "HyperParameters", "ModelSource", "Objective",
+    "Ask", "AutoPruner", "AutoSampler", "Budget", "OptimizeResult", "Study", "create_study", "optimize",
+    "starting_points",
+    "COSTS", "FINISHED", "PRUNERS", "STRATEGIES", "CrossValidationPruner", "HyperParameters", "ModelSource",
+    "Objective",
     "Objectives", "Space", "TrialCallback", "absolute_storage", "best_trial", "count_states",
     "counts_toward_budget", "fail_dead_trials", "finished_trials", "get_storage", "grid_space",
     "is_journal", "make_module", "make_objectives", "make_pruner", "make_sampler", "open_study",

@@ -15,7 +15,8 @@ from torch import nn
 from ..data import EncodedSplit
 from ..errors import TrialFailed
 from ..models import ModelMeta, build_model, count_parameters
-from ..training import Metric, fit, make_head
+from ..training import DEFAULTS, Metric, fit, make_head
+from ._cv_pruning import FOLDS_ATTR, SCORES_ATTR, STRIDE_ATTR, fold_stride
 from ._hp import HyperParameters, build_custom
 from ._objectives import Objectives
 from ._space import Space, suggest
@@ -55,6 +56,13 @@ class Objective:
         curves: dict[str, list[float]] = {}
         scores, epochs, stops, runs, losses = [], [], [], [], []
         n_params = 0
+        # With folds, fold k's epoch e is step k * stride + e: every fold's curve is reported
+        # without two folds sharing a step, and fold 0 keeps plain epoch numbers.
+        cv = len(self.folds) > 1
+        stride = fold_stride(_most_epochs(self.space, self.fixed))
+        if cv:
+            trial.set_user_attr(STRIDE_ATTR, stride)
+            trial.set_user_attr(FOLDS_ATTR, len(self.folds))
         try:
             for k, fold in enumerate(self.folds):
                 if k and deadline is not None and time.monotonic() > deadline:
@@ -67,7 +75,7 @@ class Objective:
                 result = fit(
                     module, head, fold.X_train, fold.y_train, params,
                     X_val=fold.X_eval, y_val=fold.y_eval, metric=self.metric,
-                    on_epoch_end=_reporter(trial, curves, self.multi) if k == 0 else None,
+                    on_epoch_end=_reporter(trial, curves if k == 0 else {}, self.multi, k, stride),
                     deadline=deadline, device=self.device, seed=self.seed + trial.number,
                 )
                 scores.append(result.best_score)
@@ -77,6 +85,12 @@ class Objective:
                 losses.append(_settled_loss(result.history["val_loss"], result.best_epoch))
                 if k == 0:
                     curves = result.history
+                if cv:
+                    # Finished folds, for the pruner to weigh this trial against the best one
+                    # between folds; after the last fold the trial completes whatever its score.
+                    trial.set_user_attr(SCORES_ATTR, list(scores))
+                    if k + 1 < len(self.folds) and _prunes(trial, self.multi) and trial.should_prune():
+                        raise optuna.TrialPruned(f"pruned after fold {k + 1} of {len(self.folds)}")
         except optuna.TrialPruned:
             _record(trial, curves, started, n_params)
             raise
@@ -113,6 +127,14 @@ class Objective:
         return self.objectives is not None and self.objectives.multi
 
 
+def _most_epochs(space: Space, fixed: dict[str, Any]) -> int:
+    """The most epochs any trial of the study can train: one step layout serves them all."""
+    spec = space.get("max_epochs")
+    if spec is None:
+        return int(fixed.get("max_epochs", DEFAULTS["max_epochs"]))
+    return int(max(spec.choices) if spec.choices else spec.high)
+
+
 def _settled_loss(val_loss: list[float], best_epoch: int, window: int = 2) -> float:
     """The validation loss around the best epoch (median of a 5-epoch window): a recipe whose
     loss oscillates cannot win a tie on one lucky epoch."""
@@ -141,20 +163,26 @@ def latency_ms(module: nn.Module, X: np.ndarray, device: torch.device, rows: int
     return float(np.median(timings))
 
 
-def _reporter(trial: optuna.Trial, curves: dict[str, list[float]], multi: bool = False):
-    """Per-epoch callback: record the curve, report the score, let the pruner decide. Optuna
-    keeps no per-epoch values for several objectives: then only the curve is recorded."""
-    # Asking a pruner that never prunes costs a storage read per epoch (~5 ms on PostgreSQL).
-    prunes = not multi and not isinstance(trial.study.pruner, optuna.pruners.NopPruner)
+def _prunes(trial: optuna.Trial, multi: bool) -> bool:
+    # Asking a pruner that never prunes costs a storage read (~5 ms on PostgreSQL).
+    return not multi and not isinstance(trial.study.pruner, optuna.pruners.NopPruner)
+
+
+def _reporter(trial: optuna.Trial, curves: dict[str, list[float]], multi: bool = False,
+              fold: int = 0, stride: int = 0):
+    """Per-epoch callback: record the curve, report the score at step `fold * stride + epoch`,
+    let the pruner decide. Optuna keeps no per-epoch values for several objectives: then only
+    the curve is recorded."""
+    prunes = _prunes(trial, multi)
 
     def on_epoch_end(epoch: int, logs: dict[str, float]) -> None:
         for key, value in logs.items():
             curves.setdefault(key, []).append(value)
         if multi:
             return
-        trial.report(logs["val_score"], epoch)
+        trial.report(logs["val_score"], fold * stride + epoch)
         if prunes and trial.should_prune():
-            raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+            raise optuna.TrialPruned(f"pruned at epoch {epoch}" + (f" of fold {fold + 1}" if fold else ""))
     return on_epoch_end
 
 

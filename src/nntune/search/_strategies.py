@@ -11,18 +11,20 @@ from collections.abc import Callable
 import optuna
 
 from ..errors import ConfigError, check_choice
+from ._auto import AutoSampler
 from ._space import Space, grid_space
 
-SamplerFactory = Callable[[int, Space, dict], optuna.samplers.BaseSampler]
+# (seed, space, fixed values, planned trials or None) -> sampler
+SamplerFactory = Callable[[int, Space, dict, "int | None"], optuna.samplers.BaseSampler]
 
 
-def _grid(seed: int, space: Space, fixed: dict) -> optuna.samplers.BaseSampler:
+def _grid(seed: int, space: Space, fixed: dict, n_trials: int | None) -> optuna.samplers.BaseSampler:
     n_layers = fixed.get("n_layers")
     return optuna.samplers.GridSampler(
         grid_space(space, n_layers_max=int(n_layers) if n_layers is not None else None), seed=seed)
 
 
-def _tpe(seed: int, space: Space, fixed: dict) -> optuna.samplers.BaseSampler:
+def _tpe(seed: int, space: Space, fixed: dict, n_trials: int | None) -> optuna.samplers.BaseSampler:
     # multivariate + group models parameter interactions and copes with conditional parameters.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -30,29 +32,30 @@ def _tpe(seed: int, space: Space, fixed: dict) -> optuna.samplers.BaseSampler:
                                           n_startup_trials=10)
 
 
-def _gp(seed: int, space: Space, fixed: dict) -> optuna.samplers.BaseSampler:
+def _gp(seed: int, space: Space, fixed: dict, n_trials: int | None) -> optuna.samplers.BaseSampler:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
 
 
-def _nsga2(seed: int, space: Space, fixed: dict) -> optuna.samplers.BaseSampler:
+def _nsga2(seed: int, space: Space, fixed: dict, n_trials: int | None) -> optuna.samplers.BaseSampler:
     return optuna.samplers.NSGAIISampler(seed=seed)
 
 
 STRATEGIES: dict[str, SamplerFactory] = {
+    "auto": lambda seed, space, fixed, n_trials: AutoSampler(seed=seed, n_trials=n_trials),
     "grid": _grid,
-    "random": lambda seed, space, fixed: optuna.samplers.RandomSampler(seed=seed),
-    "qmc": lambda seed, space, fixed: optuna.samplers.QMCSampler(
+    "random": lambda seed, space, fixed, n_trials: optuna.samplers.RandomSampler(seed=seed),
+    "qmc": lambda seed, space, fixed, n_trials: optuna.samplers.QMCSampler(
         qmc_type="sobol", scramble=True, seed=seed, warn_independent_sampling=False),
     "tpe": _tpe,
     "gp": _gp,
-    "cmaes": lambda seed, space, fixed: optuna.samplers.CmaEsSampler(
+    "cmaes": lambda seed, space, fixed, n_trials: optuna.samplers.CmaEsSampler(
         seed=seed, warn_independent_sampling=False),
     "nsga2": _nsga2,
 }
 # Strategies that model several objectives (the others optimize one).
-MULTI_OBJECTIVE = ("grid", "random", "qmc", "tpe", "gp", "nsga2")
+MULTI_OBJECTIVE = ("auto", "grid", "random", "qmc", "tpe", "gp", "nsga2")
 
 
 # Strategies that walk one shared sequence: every worker must use the same seed, so that the
@@ -61,7 +64,8 @@ SHARED_SEQUENCE = ("grid", "qmc")
 
 
 def make_sampler(strategy: str | optuna.samplers.BaseSampler, seed: int, space: Space,
-                 fixed: dict | None = None, worker: int = 0, multi: bool = False) -> optuna.samplers.BaseSampler:
+                 fixed: dict | None = None, worker: int = 0, multi: bool = False,
+                 n_trials: int | None = None) -> optuna.samplers.BaseSampler:
     """The sampler of `strategy`. `worker` numbers the processes sharing a study: each draws
     from its own random stream, so that parallel workers do not propose the same points.
     Constraints reach the samplers through the trials (`Trial.set_constraint`)."""
@@ -73,4 +77,6 @@ def make_sampler(strategy: str | optuna.samplers.BaseSampler, seed: int, space: 
                           f"use one of: {', '.join(MULTI_OBJECTIVE)}")
     if worker and strategy not in SHARED_SEQUENCE:
         seed = seed + 7919 * worker
-    return STRATEGIES[strategy](seed, space, fixed or {})
+    if multi and strategy == "auto":
+        strategy = "tpe"  # the GP of `auto` models one objective; TPE models several
+    return STRATEGIES[strategy](seed, space, fixed or {}, n_trials)

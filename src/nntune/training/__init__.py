@@ -3,6 +3,7 @@
 Never imports optuna: the search layer observes training through the per-epoch callback.
 """
 
+from ._cocktail import COCKTAIL, cocktail_space
 from ._device import available_cores, idle_cores, pick_device, set_threads
 from ._heads import CLASS_WEIGHTS, LOSSES, Head, make_head
 from ._metrics import METRICS, Metric, default_metric, get_metric, score_all
@@ -10,8 +11,8 @@ from ._recipe import DEFAULTS, OPTIMIZERS, SCHEDULES, SPACE, Schedule, make_opti
 from ._trainer import FitResult, TrainingDiverged, fit, predict_outputs
 
 __all__ = [
-    "CLASS_WEIGHTS", "DEFAULTS", "LOSSES", "METRICS", "OPTIMIZERS", "SCHEDULES", "SPACE",
+    "CLASS_WEIGHTS", "COCKTAIL", "DEFAULTS", "LOSSES", "METRICS", "OPTIMIZERS", "SCHEDULES", "SPACE",
     "FitResult", "Head", "Metric", "Schedule", "TrainingDiverged", "available_cores",
-    "default_metric", "fit", "idle_cores", "get_metric", "make_head", "make_optimizer", "pick_device",
+    "cocktail_space", "default_metric", "fit", "idle_cores", "get_metric", "make_head", "make_optimizer", "pick_device",
     "predict_outputs", "score_all", "set_threads",
 ]

@@ -20,6 +20,7 @@ DEFAULTS = {
     "max_epochs": 100, "patience": 10, "min_delta": 0.0, "restore_best": True,
     "clip_norm": None, "clip_value": None,
     "loss": "auto", "label_smoothing": 0.0, "class_weight": "none",
+    "mixup_alpha": 0.0,
 }
 
 # Common practice: Adam-family or SGD with momentum, a learning rate on a log scale around the

@@ -16,7 +16,7 @@ import torch
 import torch._dynamo  # noqa: F401  (every optimizer imports it on first use, over a second:
 from torch import nn  # paid here, at import, so no trial's time budget pays for it)
 
-from ..errors import TrialFailed
+from ..errors import ConfigError, TrialFailed
 from ._heads import Head
 from ._metrics import Metric
 from ._recipe import DEFAULTS, Schedule, make_optimizer
@@ -91,6 +91,7 @@ def fit(
     l1, l2 = float(recipe["l1"]), float(recipe["l2"])
     clip_norm, clip_value = recipe["clip_norm"], recipe["clip_value"]
     generator = torch.Generator(device="cpu").manual_seed(seed)
+    mixup = Mixup.of(recipe, head, seed)
     whole = X.element_size() * X.numel() <= PERMUTE_WHOLE_BYTES
 
     result = FitResult()
@@ -111,7 +112,7 @@ def fit(
             else:
                 idx = perm[lo:lo + batch_size]
                 xb, yb = X[idx], Y[idx]
-            loss = loss_fn(model(xb), yb)
+            loss = loss_fn(model(xb), yb) if mixup is None else mixup.loss(model, loss_fn, xb, yb)
             if l1:
                 loss = loss + l1 * sum(p.abs().sum() for p in penalised)
             if l2:
@@ -175,6 +176,39 @@ def fit(
     result.seconds = time.monotonic() - started
     model.eval()
     return result
+
+
+class Mixup:
+    """Mixup for tables: each training batch is blended with a shuffled copy of itself by a
+    weight lam ~ Beta(alpha, alpha), drawn once per batch. Classification blends the two losses
+    (so cross entropy with smoothing or class weights and BCE work unchanged); regression blends
+    the standardized targets. Validation batches are never mixed: the trainer calls this only
+    on training steps."""
+
+    def __init__(self, alpha: float, blend_targets: bool, seed: int) -> None:
+        self.alpha = alpha
+        self.blend_targets = blend_targets
+        # torch's Beta sampler takes no generator; a numpy one seeded from the fit's seed keeps
+        # runs reproducible and leaves every torch random stream as it was without mixup.
+        self.rng = np.random.default_rng(seed)
+
+    @classmethod
+    def of(cls, recipe: dict, head: Head, seed: int) -> Mixup | None:
+        """The recipe's mixup, or None when `mixup_alpha` is 0 (the loop then runs as without it)."""
+        alpha = float(recipe["mixup_alpha"] or 0.0)
+        if not alpha >= 0:
+            raise ConfigError(f"mixup_alpha must be >= 0 (0 switches mixup off); got {recipe['mixup_alpha']}")
+        return cls(alpha, head.task == "regression", seed) if alpha > 0 else None
+
+    def loss(self, model: nn.Module, loss_fn: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        lam = float(self.rng.beta(self.alpha, self.alpha))
+        # The batch's rows are already in random order (a fresh permutation every epoch), so
+        # rolling it by one row pairs each row with a random other one, without another draw.
+        xp, yp = xb.roll(1, 0), yb.roll(1, 0)
+        outputs = model(lam * xb + (1.0 - lam) * xp)
+        if self.blend_targets:
+            return loss_fn(outputs, lam * yb + (1.0 - lam) * yp)
+        return lam * loss_fn(outputs, yb) + (1.0 - lam) * loss_fn(outputs, yp)
 
 
 @torch.no_grad()

@@ -1,0 +1,188 @@
+"""`auto`: the default strategy, a sampler and a pruner that decide from the study itself.
+
+The design follows what we measured on the LCBench surrogate (docs/strategies.md):
+
+- Start from strong defaults (enqueued by the caller), then a short scrambled Sobol design, so
+  the model-based phase starts from points spread over the whole space.
+- Then Optuna's GP sampler (log expected improvement; pending trials of parallel workers are
+  accounted for by the sampler). It was the strongest sampler from 25 full trainings up; it is
+  cubic in the trials, so past GP_MAX_TRIALS complete trials the model switches to
+  multivariate TPE, which is linear and keeps the overhead under a second per trial.
+- Conditional parameters, which the GP's intersection space leaves out, are drawn by TPE
+  (independent mode), which models each parameter on the trials that have it.
+- The pruner stops a trial only at a rung (epochs 4, 8, 16, ... from WARMUP_EPOCHS on: the
+  first epochs say little about the last) and only while the study shows that rung to be
+  informative: the rank correlation between the rung's scores and the final scores of the
+  complete trials must reach MIN_RANK_CORRELATION. Small budgets prune nothing.
+
+Everything is derived from the storage (phase from the trial counts, rungs from the reported
+values), so a resumed or shared study continues where it was.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
+from scipy.stats import spearmanr
+
+from ._pruners import WARMUP_EPOCHS
+
+GP_MAX_TRIALS = 200
+MIN_RANK_CORRELATION = 0.6
+MIN_COMPLETE_FOR_PRUNING = 6
+SMALLEST_PRUNED_BUDGET = 12  # trials; fewer leave nothing to save
+TOP_TRIALS = 3
+
+
+def startup_trials(n_trials: int | None) -> int:
+    """Length of the space-filling start (defaults included): a fifth of the budget, 4..10."""
+    if n_trials is None:
+        return 8
+    return int(min(10, max(4, round(n_trials / 5))))
+
+
+class AutoSampler(optuna.samplers.BaseSampler):
+    """Sobol start, then a GP, then multivariate TPE once the GP would be slow."""
+
+    def __init__(self, seed: int | None = None, n_trials: int | None = None,
+                 n_startup_trials: int | None = None, gp_max_trials: int = GP_MAX_TRIALS) -> None:
+        self._n_startup = n_startup_trials if n_startup_trials is not None else startup_trials(n_trials)
+        self._gp_max = gp_max_trials
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            conditional = optuna.samplers.TPESampler(seed=seed, n_startup_trials=self._n_startup)
+            self._phases: dict[str, optuna.samplers.BaseSampler] = {
+                "sobol": optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed,
+                                                    independent_sampler=conditional,
+                                                    warn_independent_sampling=False),
+                "gp": optuna.samplers.GPSampler(seed=seed, n_startup_trials=0, independent_sampler=conditional,
+                                                warn_independent_sampling=False),
+                "tpe": optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
+                                                  n_startup_trials=0, constant_liar=True),
+            }
+        self._phase_of: dict[int, str] = {}
+
+    def phase(self, study: optuna.Study) -> str:
+        """'sobol', 'gp' or 'tpe', from the number of finished trials in the storage."""
+        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        complete = sum(t.state == TrialState.COMPLETE for t in trials)
+        if len(trials) < self._n_startup or complete < 2:
+            return "sobol"
+        return "gp" if complete < self._gp_max else "tpe"
+
+    def _sampler(self, study: optuna.Study, trial: FrozenTrial) -> optuna.samplers.BaseSampler:
+        if trial.number not in self._phase_of:
+            self._phase_of[trial.number] = self.phase(study)
+        return self._phases[self._phase_of[trial.number]]
+
+    def reseed_rng(self) -> None:
+        for sampler in self._phases.values():
+            sampler.reseed_rng()
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return self._sampler(study, trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        return self._sampler(study, trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        return self._sampler(study, trial).sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._sampler(study, trial).before_trial(study, trial)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        self._sampler(study, trial).after_trial(study, trial, state, values)
+        self._phase_of.pop(trial.number, None)
+
+
+def rungs(max_epochs: int) -> list[int]:
+    """Epochs at which the auto pruner may stop a trial: 4, 8, 16, ... below max_epochs."""
+    out, epoch = [], max(WARMUP_EPOCHS + 1, 4)
+    while epoch < max_epochs:
+        out.append(epoch)
+        epoch *= 2
+    return out
+
+
+class AutoPruner(optuna.pruners.BasePruner):
+    """Stop a trial at a rung when its score there is worse than every one of the `top` best
+    complete trials scored at the same rung, but only where the study shows the rung predicts
+    the final score (rank correlation over the complete trials) and the budget is large enough
+    for the saved epochs to buy other trials. Conservative on purpose: the model-based sampler
+    learns only from complete trials, so a pruned good trial is lost twice."""
+
+    def __init__(self, max_epochs: int, n_trials: int | None = None, top: int = TOP_TRIALS) -> None:
+        self._rungs = set(rungs(max_epochs))
+        self.active = n_trials is None or n_trials >= SMALLEST_PRUNED_BUDGET  # False: prunes nothing
+        self._top = top
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        step = trial.last_step
+        if not self.active or step is None or step not in self._rungs:
+            return False
+        value = trial.intermediate_values[step]
+        if not math.isfinite(value):
+            return True
+        sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
+        complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                    if t.value is not None and step in t.intermediate_values]
+        if len(complete) < MIN_COMPLETE_FOR_PRUNING or not _informative(complete, step):
+            return False
+        leaders = sorted(complete, key=lambda t: -sign * t.value)[:self._top]
+        return all(sign * value < sign * t.intermediate_values[step] for t in leaders)
+
+
+def _informative(complete: list[FrozenTrial], step: int) -> bool:
+    """Whether the scores at `step` rank the complete trials as their final scores do."""
+    at_step = [t.intermediate_values[step] for t in complete]
+    final = [t.value for t in complete]
+    if len(set(at_step)) < 2 or len(set(final)) < 2:
+        return False
+    rho = spearmanr(at_step, final).statistic
+    return bool(np.isfinite(rho) and rho >= MIN_RANK_CORRELATION)
+
+
+# Strong first trials, tried before the sampler takes over: the recipes that practitioners
+# start from (Adam at 1e-3; SGD with momentum 0.9 at 1e-2) on 1-2 hidden layers of 128-256 units.
+STARTING_POINTS = (
+    {"optimizer": "adam", "lr": 1e-3, "n_layers": 2, "units": 128, "activation": "relu",
+     "dropout": 0.1, "norm": "none", "batch_size": 64, "schedule": "constant", "weight_decay": 1e-5},
+    {"optimizer": "sgd", "lr": 1e-2, "momentum": 0.9, "n_layers": 1, "units": 256,
+     "activation": "relu", "dropout": 0.0, "norm": "batch", "batch_size": 64,
+     "schedule": "cosine", "weight_decay": 1e-4},
+)
+# Other names the same quantities go by in users' spaces.
+ALIASES = {"learning_rate": "lr", "num_layers": "n_layers", "layers": "n_layers", "max_units": "units",
+           "hidden_size": "units", "width": "units", "max_dropout": "dropout"}
+
+
+def starting_points(space: dict, recipes: Sequence[dict] = STARTING_POINTS) -> list[dict[str, Any]]:
+    """The starting recipes in terms of `space`: parameters it searches (also under common
+    aliases), values inside their ranges; a point that names nothing in the space is dropped."""
+    points = []
+    for recipe in recipes:
+        point: dict[str, Any] = {}
+        for name, spec in space.items():
+            value = recipe.get(ALIASES.get(name, name))
+            if value is None or spec.per_layer:
+                continue
+            if spec.type == "categorical":
+                if value in spec.choices:
+                    point[name] = value
+            elif spec.low <= value <= spec.high:
+                point[name] = int(value) if spec.type == "int" else float(value)
+        point = {k: v for k, v in point.items() if space[k].matches({**recipe, **point})}
+        if point and point not in points:
+            points.append(point)
+    return points
