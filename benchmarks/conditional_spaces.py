@@ -2,7 +2,7 @@
 
 The LCBench surrogate (a model of real MLP learning curves on OpenML tasks, see
 `_lcbench_problem.py`) is searched at full fidelity (every trial 52 epochs, one full-training
-equivalent), 50 trials per run, by three Optuna samplers on three parameterisations of the same
+equivalent), 50 trials per run, by four Optuna samplers on three parameterisations of the same
 MLP space:
 
   flat       LCBench's own: num_layers + one max_units (a funnel: the surrogate's network shrinks
@@ -23,14 +23,16 @@ Samplers, each with 10 random start-up trials:
   gp         GPSampler()
 
 Reported: capped regret DATA_MAX - min(best, DATA_MAX) after 10, 25 and 50 equivalents (mean over
-tasks x seeds), the mean rank of the nine sampler x parameterisation pairs on each (task, seed)
-where all nine ran, and the share of runs whose uncapped best lies above DATA_MAX (the
+tasks x seeds), the mean rank of the sampler x parameterisation pairs on each (task, seed)
+where all of them ran, and the share of runs whose uncapped best lies above DATA_MAX (the
 surrogate's over-predicted corners). Paired differences answer the two questions directly.
 
 Run from the benchmarks directory with the project's environment:
 
     ../.venv/bin/python conditional_spaces.py                          # 5 tasks x 5 seeds (GP: 2)
+    ../.venv/bin/python conditional_spaces.py --tasks 10 --gp-seeds 0  # TPE only, all 10 tasks (~4 min)
     ../.venv/bin/python conditional_spaces.py --tasks 2 --seeds 2 --gp-seeds 1   # smoke test
+    ../.venv/bin/python conditional_spaces.py --load runs.json         # tables of a run saved with --out
 """
 
 from __future__ import annotations
@@ -125,15 +127,20 @@ def mean_ranks(rows: list[dict], eq: int) -> dict[tuple[str, str], float]:
     return {p: float(ranks[:, i].mean()) for i, p in enumerate(pairs)} if len(full) else {}
 
 
-def paired(rows: list[dict], a: tuple[str, str], b: tuple[str, str], eq: int) -> tuple[float, float, int]:
-    """Mean regret of a minus b over the (task, seed) cells both ran, with a 95% t half-width."""
+def paired(rows: list[dict], a: tuple[str, str], b: tuple[str, str], eq: int) -> np.ndarray:
+    """Regret of a minus b on each (task, seed) cell both ran."""
     index = {(r["task"], r["seed"], r["sampler"], r["space"]): r["regret"][eq] for r in rows}
-    diffs = np.array([index[(t, s, *a)] - index[(t, s, *b)] for (t, s, *p) in index
-                      if tuple(p) == a and (t, s, *b) in index])
+    return np.array([index[(t, s, *a)] - index[(t, s, *b)] for (t, s, *p) in index
+                     if tuple(p) == a and (t, s, *b) in index])
+
+
+def summary(diffs: np.ndarray) -> str:
+    """Mean with a 95% t half-width: one outlying task can carry a mean, so the table also
+    counts the cells each side wins."""
     if len(diffs) < 2:
-        return (float(diffs.mean()) if len(diffs) else math.nan), math.nan, len(diffs)
+        return "n/a"
     half = stats.t.ppf(0.975, len(diffs) - 1) * diffs.std(ddof=1) / math.sqrt(len(diffs))
-    return float(diffs.mean()), float(half), len(diffs)
+    return f"{diffs.mean():+.4f} ± {half:.4f}"
 
 
 def table(rows: list[dict]) -> str:
@@ -155,16 +162,15 @@ def table(rows: list[dict]) -> str:
 
 
 def differences(rows: list[dict]) -> str:
-    lines = ["| comparison (regret of A minus B; < 0: A better) | pairs | @25 | @50 |", "|---|---:|---:|---:|"]
+    lines = ["| comparison (regret of A minus B; < 0: A better) | pairs | @25 | @50 | A better / worse @50 |",
+             "|---|---:|---:|---:|---:|"]
     comparisons = [((s, p), ("tpe_ind", p)) for p in PARAMETERISATIONS for s in ("tpe_group", "tpe_mv")]
     comparisons += [((s, p), (s, "flat")) for s in SAMPLERS for p in ("per_layer", "switches")]
     for a, b in comparisons:
-        cells = []
-        for eq in (25, 50):
-            mean, half, n = paired(rows, a, b, eq)
-            cells.append(f"{mean:+.4f} ± {half:.4f}")
-        if n:
-            lines.append(f"| {a[0]}/{a[1]} - {b[0]}/{b[1]} | {n} | {cells[0]} | {cells[1]} |")
+        at25, at50 = paired(rows, a, b, 25), paired(rows, a, b, 50)
+        if len(at50):
+            lines.append(f"| {a[0]}/{a[1]} - {b[0]}/{b[1]} | {len(at50)} | {summary(at25)} | {summary(at50)} | "
+                         f"{(at50 < 0).sum()} / {(at50 > 0).sum()} |")
     return "\n".join(lines)
 
 
@@ -174,7 +180,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="seeds per task for the TPE samplers")
     parser.add_argument("--gp-seeds", type=int, default=2, help="seeds per task for GPSampler (about 25 s a run)")
     parser.add_argument("--out", help="write every run as JSON here")
+    parser.add_argument("--load", help="print the tables of runs saved with --out, without running")
     args = parser.parse_args()
+    if args.load:
+        with open(args.load) as f:
+            rows = [{**r, "regret": {int(k): v for k, v in r["regret"].items()}} for r in json.load(f)]
+        print(table(rows), differences(rows), sep="\n\n")
+        return
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore")
     # Every other development task: a fixed rule that spreads the choice over easy and hard tasks.

@@ -46,8 +46,10 @@ class TrainingConfig(_Section):
 
 
 class SearchConfig(_Section):
-    strategy: str = Field("tpe", description="grid, random, qmc, tpe, gp, cmaes, nsga2 (several objectives)")
-    pruner: str = Field("none", description="none, median, percentile, successive_halving, hyperband")
+    strategy: str = Field("auto", description="auto (Sobol start, then a GP; see docs/strategies.md), grid, "
+                          "random, qmc, tpe, gp, cmaes, nsga2 (several objectives), depth (choose n_layers first)")
+    pruner: str = Field("auto", description="auto (the strategy's choice: auto's rung pruner with the auto "
+                        "strategy, else none), none, median, percentile, successive_halving, hyperband")
     trials: int | None = Field(None, ge=1, description="trial budget (default 50 without a timeout)")
     timeout: float | None = Field(None, description="wall-clock limit for the whole run: 90s, 10m, 1h")
     cv: int | None = Field(None, ge=2, description="k-fold cross-validation; unset: one validation split")

@@ -98,6 +98,8 @@ class Plan:
     def pruner(self) -> optuna.pruners.BasePruner:
         from ..search import CrossValidationPruner
 
+        if self.objectives is not None and self.objectives.multi:
+            return optuna.pruners.NopPruner()  # Optuna keeps no per-epoch values for several objectives
         pruner = make_pruner(self.cfg.search.pruner, int(self.fixed["max_epochs"]),
                              strategy=self.cfg.search.strategy, n_trials=self.n_trials)
         # With k folds the chosen pruner keeps the first fold; later folds need rules that
@@ -123,7 +125,7 @@ def prepare(cfg: RunConfig, data: Any = None, y: Any = None, build_model: BuildM
     space, fixed = space_for(cfg, build_model)
     objectives = make_objectives(metric.name, metric.direction, cfg.search.objectives, cfg.search.constraints,
                                  cfg.search.pick)
-    if objectives.multi and cfg.search.pruner != "none":
+    if objectives.multi and cfg.search.pruner not in ("none", "auto"):
         raise ConfigError(f"pruner '{cfg.search.pruner}' needs one objective (Optuna keeps no per-epoch values "
                           "for several); use --pruner none with --objectives")
     # A bad strategy (or one that cannot handle several objectives) fails here, early.

@@ -75,27 +75,34 @@ class AutoSampler(optuna.samplers.BaseSampler):
         complete = sum(t.state == TrialState.COMPLETE for t in trials)
         if len(trials) < self._n_startup or complete < 2:
             return "sobol"
-        return "gp" if complete < self._gp_max else "tpe"
+        return "gp" if len(trials) < self._gp_max else "tpe"
 
     def _sampler(self, study: optuna.Study, trial: FrozenTrial) -> optuna.samplers.BaseSampler:
         if trial.number not in self._phase_of:
             self._phase_of[trial.number] = self.phase(study)
         return self._phases[self._phase_of[trial.number]]
 
+    def _view(self, study: optuna.Study, trial: FrozenTrial) -> optuna.Study:
+        """What the phase's sampler sees: for the GP, pruned trials count (see PrunedAsComplete)."""
+        return PrunedAsComplete(study) if self._phase_of.get(trial.number) == "gp" else study
+
     def reseed_rng(self) -> None:
         for sampler in self._phases.values():
             sampler.reseed_rng()
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        return self._sampler(study, trial).infer_relative_search_space(study, trial)
+        sampler = self._sampler(study, trial)
+        return sampler.infer_relative_search_space(self._view(study, trial), trial)
 
     def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
                         search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
-        return self._sampler(study, trial).sample_relative(study, trial, search_space)
+        sampler = self._sampler(study, trial)
+        return sampler.sample_relative(self._view(study, trial), trial, search_space)
 
     def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:
-        return self._sampler(study, trial).sample_independent(study, trial, param_name, param_distribution)
+        sampler = self._sampler(study, trial)
+        return sampler.sample_independent(self._view(study, trial), trial, param_name, param_distribution)
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self._sampler(study, trial).before_trial(study, trial)
@@ -104,6 +111,44 @@ class AutoSampler(optuna.samplers.BaseSampler):
                     values: Sequence[float] | None) -> None:
         self._sampler(study, trial).after_trial(study, trial, state, values)
         self._phase_of.pop(trial.number, None)
+
+
+class PrunedAsComplete:
+    """A study as the GP phase sees it: each pruned trial counts as complete, valued at the best
+    score it reached before it was stopped. Curves rise, so that is a pessimistic stand-in for
+    its final score; without it the GP, which models complete trials only, learns nothing from
+    a pruned trial and proposes the same point again. (Optuna's samplers read trials through
+    `Study._get_trials`; this view overrides just that and forwards everything else.)"""
+
+    def __init__(self, study: optuna.Study) -> None:
+        self._study = study
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+    def _get_trials(self, deepcopy: bool = False, states: Sequence[TrialState] | None = None,
+                    use_cache: bool = False) -> list[FrozenTrial]:
+        maximize = self._study.direction == optuna.study.StudyDirection.MAXIMIZE
+        seen = []
+        for t in self._study._get_trials(deepcopy=deepcopy, states=None, use_cache=use_cache):
+            if t.state == TrialState.PRUNED and t.intermediate_values:
+                values = [v for v in t.intermediate_values.values() if math.isfinite(v)]
+                if values:
+                    t = _completed(t, max(values) if maximize else min(values))
+            if states is None or t.state in states:
+                seen.append(t)
+        return seen
+
+    def get_trials(self, deepcopy: bool = True, states: Sequence[TrialState] | None = None) -> list[FrozenTrial]:
+        return self._get_trials(deepcopy=deepcopy, states=states)
+
+
+def _completed(trial: FrozenTrial, value: float) -> FrozenTrial:
+    return FrozenTrial(number=trial.number, state=TrialState.COMPLETE, value=value,
+                       datetime_start=trial.datetime_start, datetime_complete=trial.datetime_complete,
+                       params=trial.params, distributions=trial.distributions, user_attrs=trial.user_attrs,
+                       system_attrs=trial.system_attrs, intermediate_values=trial.intermediate_values,
+                       trial_id=trial._trial_id)
 
 
 def rungs(max_epochs: int) -> list[int]:

@@ -130,14 +130,26 @@ class Study:
         """Record the result of `ask`: its score, or that it was stopped early (`pruned`) or
         could not be evaluated (`failed`)."""
         number = ask.number if isinstance(ask, Ask) else int(ask)
-        if failed or (score is not None and not math.isfinite(score)):
-            self.study.tell(number, state=TrialState.FAIL)
-        elif pruned:
-            self.study.tell(number, state=TrialState.PRUNED)
-        else:
-            if score is None:
-                raise ConfigError("tell needs a score unless pruned=True or failed=True")
-            self.study.tell(number, float(score))
+        if not (failed or pruned) and score is None:
+            raise ConfigError("tell needs a score unless pruned=True or failed=True")
+        try:
+            if failed or not math.isfinite(score):
+                self.study.tell(number, state=TrialState.FAIL)
+            elif pruned:
+                self.study.tell(number, state=TrialState.PRUNED)
+            else:
+                self.study.tell(number, float(score))
+        except RuntimeError as exc:
+            # The grid sampler stops the study when its last point is told, which Optuna allows
+            # only inside optimize(); the trial is stored either way.
+            if "Study.stop" not in str(exc):
+                raise
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether the strategy has nothing left to propose (a grid fully tried)."""
+        sampler = self.study.sampler
+        return isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(self.study)
 
     @property
     def best_config(self) -> dict[str, Any]:
@@ -204,7 +216,7 @@ def optimize(objective: Callable[..., Any], space: str | Path | Mapping[str, Any
     spend = _Spend(budget)
     history: list[dict[str, Any]] = []
     staged = pruner not in ("auto", "none") or (pruner == "auto" and strategy != "auto")
-    while not spend.exhausted():
+    while not spend.exhausted() and not study.exhausted:
         ask = study.ask()
         record = {"number": ask.number, "config": ask.config}
         try:
@@ -212,9 +224,10 @@ def optimize(objective: Callable[..., Any], space: str | Path | Mapping[str, Any
                 score, state = _run_epochs(objective, ask, max_epochs, spend, staged)
             else:
                 score, state = _run_steps(objective, ask, max_epochs, spend)
-        except (TrialFailed, ArithmeticError, ValueError) as exc:  # one bad configuration, not the search
+        except Exception as exc:  # one failing configuration ends its trial, not the search
             study.tell(ask, failed=True)
-            history.append({**record, "state": "fail", "reason": str(exc).splitlines()[0] if str(exc) else ""})
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            history.append({**record, "state": "fail", "reason": reason})
             spend.trials += 1
             continue
         study.tell(ask, score, pruned=state == "pruned")
@@ -222,7 +235,9 @@ def optimize(objective: Callable[..., Any], space: str | Path | Mapping[str, Any
         spend.trials += 1
     complete = study.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
-        raise TrialFailed(f"no configuration completed within the budget ({len(history)} tried)")
+        reasons = [h["reason"] for h in history if h["state"] == "fail"]
+        raise TrialFailed(f"no configuration completed within the budget ({len(history)} tried)"
+                          + (f"; the first failed with: {reasons[0]}" if reasons else ""))
     return OptimizeResult(study.best_config, study.best_score, study.study, spend.trials, spend.epochs,
                           time.monotonic() - spend.started, history)
 
