@@ -26,6 +26,7 @@ from .errors import ConfigError, NntuneError, check_choice, did_you_mean
 from .execution import (
     Budget,
     BuildModel,
+    DepthSearch,
     WorkerJob,
     check_picklable,
     final_epochs,
@@ -53,11 +54,13 @@ from .search import (
     finished_trials,
     get_storage,
     is_journal,
+    load_source,
     open_study,
     pareto_front,
     starting_points,
     storage_url,
     trial_records,
+    warm_start_points,
 )
 
 # What writing the report takes on a small table (figures, importances, reading the data again):
@@ -105,7 +108,7 @@ OPTION_NAMES = frozenset({
     "threads", "device", "patience", "strategy", "pruner", "trials", "timeout", "cv", "metric",
     "space", "space_mode", "storage", "study", "out", "resume", "seed", "workers", "backend",
     "address", "cpus_per_trial", "gpus_per_trial", "heartbeat", "retries", "objectives", "constraints",
-    "pick"})
+    "pick", "warm_start", "cocktail", "depth_trials", "depth_max"})
 
 
 def make_config(config: str | Path | RunConfig | Mapping[str, Any] | None = None,
@@ -126,7 +129,9 @@ def make_config(config: str | Path | RunConfig | Mapping[str, Any] | None = None
                    "cv": options.get("cv"), "metric": options.get("metric"),
                    "space": options.get("space"), "space_mode": options.get("space_mode"),
                    "objectives": _listed(options.get("objectives")),
-                   "constraints": _listed(options.get("constraints")), "pick": options.get("pick")},
+                   "constraints": _listed(options.get("constraints")), "pick": options.get("pick"),
+                   "warm_start": options.get("warm_start"), "cocktail": options.get("cocktail"),
+                   "depth_trials": options.get("depth_trials"), "depth_max": options.get("depth_max")},
         "execution": {"workers": options.get("workers"), "backend": options.get("backend"),
                       "address": options.get("address"), "cpus_per_trial": options.get("cpus_per_trial"),
                       "gpus_per_trial": options.get("gpus_per_trial"), "heartbeat": options.get("heartbeat"),
@@ -199,10 +204,9 @@ def tune(
     device = pick_device(cfg.training.device)
 
     # Everything that can be wrong with the input is checked before anything is written.
-    from .execution import DepthSearch  # strategy "depth": see the block before open_study
-
     depth = DepthSearch.of(cfg, build_model)  # None for other strategies; raises on bad input
     plan = prepare(depth.config if depth else cfg, data, y, build_model)
+    warm = _warm_points(cfg.search.warm_start, plan) if cfg.search.warm_start else []
     name = cfg.study or _study_name(plan.table.name)
     run_dir = Path(cfg.out or Path("runs") / name)
     url = storage_url(cfg.storage, run_dir)
@@ -227,9 +231,12 @@ def tune(
         _describe_study(study, cfg, plan.table.describe(), plan.fixed, build_model)
     else:
         _check_same_objectives(study, cfg)
-    if cfg.search.strategy != "grid" and not study.get_trials(deepcopy=False):
-        for point in starting_points(plan.space):
-            study.enqueue_trial(point, skip_if_exists=True)
+    if not study.get_trials(deepcopy=False):  # a new study: the first trials to try
+        for point in warm:
+            study.enqueue_trial(point, user_attrs={"warm_start": cfg.search.warm_start}, skip_if_exists=True)
+        if cfg.search.strategy != "grid":
+            for point in starting_points(plan.space):
+                study.enqueue_trial(point, skip_if_exists=True)
     publish_run(study, plan, budget)
     fail_dead_trials(study, execution.retries)  # trials of an earlier run of this study that was killed
     if on_start is not None:
@@ -328,6 +335,22 @@ def worker(
         data = str(data)
     return run_worker(WorkerJob(absolute_storage(storage), study, data=data, y=y, build_model=build_model,
                                 threads=threads, timeout=timeout, wait=wait), callbacks, on_start)
+
+
+def _warm_points(source: str, plan) -> list[dict[str, Any]]:
+    """The best configurations of an earlier run or study (RUN_DIR, STORAGE or STORAGE#STUDY)
+    that fit this run's space; they become its first trials."""
+    if plan.cfg.search.strategy == "grid":
+        raise ConfigError("warm_start needs a strategy other than grid (the grid fixes every trial)")
+    text, _, name = str(source).partition("#")
+    if not name and (Path(text) / "result.json").exists():
+        name = read_run(text)["study"]
+    previous = load_source(_storage_of(text), name or None)
+    points = warm_start_points(previous, plan.space, plan.fixed, plan.metric.direction)
+    if not points:
+        raise ConfigError(f"warm start: no complete trial of study '{previous.study_name}' fits this run's "
+                          "search space")
+    return points
 
 
 def _front(study: optuna.Study, plan) -> list[dict[str, Any]]:

@@ -113,3 +113,14 @@ def test_resumed_auto_study_continues_its_phases_and_rungs(tmp_path):
     # Sobol sequence
     assert all(any(k.startswith("gp:relative_params") for k in t.system_attrs) for t in study.trials[12:])
     assert not any(any(k.startswith("gp:relative_params") for k in t.system_attrs) for t in study.trials[:4])  # the Sobol start of a 12-trial budget
+
+
+def test_starting_points_turn_on_the_switches_their_recipe_uses():
+    space, _ = parse_space({
+        "use_dropout": {"type": "categorical", "choices": [False, True]},
+        "dropout": {"type": "float", "low": 0.05, "high": 0.8, "when": {"use_dropout": True}},
+        "lr": {"type": "float", "low": 1e-4, "high": 0.1, "log": True},
+    })
+    adam, sgd = starting_points(space)
+    assert adam == {"use_dropout": True, "dropout": 0.1, "lr": 1e-3}  # the Adam recipe uses dropout 0.1
+    assert sgd == {"use_dropout": False, "lr": 1e-2}                  # the SGD recipe none

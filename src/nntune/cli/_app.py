@@ -64,6 +64,10 @@ def tune(
     seed: Annotated[Opt[int], typer.Option(help="seed for splits, sampler and weights")] = None,
     threads: Annotated[Opt[int], typer.Option(help="torch threads (default: available cores)")] = None,
     device: Annotated[Opt[str], typer.Option(help="auto, cpu, cuda, mps")] = None,
+    warm_start: Annotated[Opt[str], typer.Option(help="try the best configurations of an earlier run first: RUN_DIR, STORAGE or STORAGE#STUDY")] = None,
+    cocktail: Annotated[bool, typer.Option("--cocktail", help="search every regulariser as an on/off switch with a conditional strength")] = False,
+    depth_trials: Annotated[Opt[int], typer.Option(help="depth strategy: trials at each depth")] = None,
+    depth_max: Annotated[Opt[int], typer.Option(help="depth strategy: the deepest network tried")] = None,
     no_report: Annotated[bool, typer.Option("--no-report", help="do not write report.html into the run directory")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as one JSON object")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="print nothing but errors")] = False,
@@ -80,6 +84,7 @@ def tune(
         seed=seed, threads=threads, device=device, workers=workers, backend=backend,
         address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
         heartbeat=heartbeat, retries=retries, objectives=objectives, constraints=constraint or None, pick=pick,
+        warm_start=warm_start, cocktail=cocktail or None, depth_trials=depth_trials, depth_max=depth_max,
     )
     if cfg.search.timeout is not None:
         # The limit is for the whole command: the seconds spent starting Python and importing

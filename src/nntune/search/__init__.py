@@ -4,6 +4,7 @@ from ._auto import AutoPruner, AutoSampler, starting_points
 from ._blackbox import Ask, Budget, OptimizeResult, Study, create_study, optimize
 from ._cv_pruning import CrossValidationPruner
 from ._hp import HyperParameters
+from ._warm import load_source, warm_start_points
 from ._objective import ModelSource, Objective, make_module
 from ._objectives import COSTS, Objectives, make_objectives, pick_trial
 from ._pruners import PRUNERS, make_pruner
@@ -30,7 +31,7 @@ from ._study import (
 
 __all__ = [
     "Ask", "AutoPruner", "AutoSampler", "Budget", "OptimizeResult", "Study", "create_study", "optimize",
-    "starting_points",
+    "starting_points", "load_source", "warm_start_points",
     "COSTS", "FINISHED", "PRUNERS", "STRATEGIES", "CrossValidationPruner", "HyperParameters", "ModelSource",
     "Objective",
     "Objectives", "Space", "TrialCallback", "absolute_storage", "best_trial", "count_states",

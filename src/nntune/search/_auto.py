@@ -36,8 +36,8 @@ from ._pruners import WARMUP_EPOCHS
 
 GP_MAX_TRIALS = 200
 MIN_RANK_CORRELATION = 0.6
-MIN_COMPLETE_FOR_PRUNING = 6
-SMALLEST_PRUNED_BUDGET = 12  # trials; fewer leave nothing to save
+MIN_COMPLETE_FOR_PRUNING = 4
+SMALLEST_PRUNED_BUDGET = 6  # trials planned; fewer leave nothing to save
 TOP_TRIALS = 3
 
 
@@ -227,6 +227,13 @@ def starting_points(space: dict, recipes: Sequence[dict] = STARTING_POINTS) -> l
                     point[name] = value
             elif spec.low <= value <= spec.high:
                 point[name] = int(value) if spec.type == "int" else float(value)
+        for name, spec in space.items():  # on/off switches (cocktails): on where the recipe uses it
+            value = recipe.get(ALIASES.get(name, name))
+            for parent, wanted in (spec.when or {}).items():
+                switch = space.get(parent)
+                if value is not None and wanted is True and parent not in recipe and switch is not None \
+                        and set(switch.choices or []) == {False, True}:
+                    point[parent] = bool(value)
         point = {k: v for k, v in point.items() if space[k].matches({**recipe, **point})}
         if point and point not in points:
             points.append(point)
