@@ -113,30 +113,71 @@ def table(results: list[dict], names: list[str]) -> str:
     return "\n".join(lines)
 
 
+def overheads(names: list[str], sizes: tuple[int, ...], limit: float) -> str:
+    """Each method's own seconds per trial (last 10% of the trials reached), at each size."""
+    from _lcbench_anchors import ANCHORS, overhead
+
+    ANCHORS.update({n: _trial_budgeted(n) for n in NNTUNE})
+    lines = ["| method | " + " | ".join(f"s/trial at {n}" for n in sizes) + " |",
+             "|---|" + "---|" * len(sizes)]
+    for name in names:
+        cells = []
+        for n in sizes:
+            o = overhead(name, n, limit_seconds=limit)
+            note = f" (stopped at {o['trials_reached']})" if o["stopped_early"] else ""
+            cells.append(f"{o['seconds_per_trial_last10pct']:.3f}{note}")
+            print(name, n, o, file=sys.stderr, flush=True)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _trial_budgeted(name: str) -> Callable:
+    strategy = name.removeprefix("nntune_")
+
+    def run(problem, seed: int) -> None:
+        import nntune
+
+        nntune.optimize(problem.steps, SPACE, budget=problem.n_trials, strategy=strategy,
+                        max_epochs=MAX_EPOCH, seed=seed)
+    return run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--tasks", default="all", help="comma-separated task ids from DEV_TASKS, or all")
     parser.add_argument("--methods", default=None, help="comma-separated (default: all available)")
     parser.add_argument("--jobs", type=int, default=2, help="runs side by side, one core each")
-    parser.add_argument("--out", default="lcbench_results.json")
+    parser.add_argument("--out", default="lcbench_results.json", help="results, written as runs finish")
+    parser.add_argument("--table", default=None, help="only print the tables of a results file")
+    parser.add_argument("--overhead", action="store_true", help="measure each method's own time per trial")
     args = parser.parse_args()
     tasks = DEV_TASKS if args.tasks == "all" else args.tasks.split(",")
     if not set(tasks) <= set(DEV_TASKS):
         raise SystemExit(f"use only the development tasks: {DEV_TASKS}")
     names = list(methods(args.methods.split(",") if args.methods else None))
-    jobs = []
-    for name in names:
-        for budget in (BUDGETS if name in BUDGET_AWARE else (max(BUDGETS),)):
-            jobs += [(name, task, seed, budget) for task in tasks for seed in range(args.seeds)]
+    if args.table:
+        results = json.loads(Path(args.table).read_text())
+        print(table(results, sorted({r["method"] for r in results})))
+        return
+    if args.overhead:
+        print(overheads(names, (100, 1000), limit=600))
+        return
+    jobs = []  # seed by seed, so that a run cut short still compares every method on the same cells
+    for seed in range(args.seeds):
+        for task in tasks:
+            for name in names:
+                for budget in (BUDGETS if name in BUDGET_AWARE else (max(BUDGETS),)):
+                    jobs.append((name, task, seed, budget))
     started = time.perf_counter()
     results = []
     with ProcessPoolExecutor(args.jobs) as pool:
-        for i, result in enumerate(pool.map(one_run, jobs), 1):
-            results.append(result)
+        futures = [pool.submit(one_run, job) for job in jobs]
+        for i, future in enumerate(futures, 1):
+            results.append(future.result())
+            Path(args.out).write_text(json.dumps(results))
             print(f"\r{i}/{len(jobs)} runs, {time.perf_counter() - started:.0f} s", end="", file=sys.stderr)
     print(file=sys.stderr)
-    Path(args.out).write_text(json.dumps(results))
     print(table(results, names))
     per_method = {n: sum(r["seconds"] for r in results if r["method"] == n) for n in names}
     print("\nwall seconds per method (summed over runs):",

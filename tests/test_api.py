@@ -45,7 +45,7 @@ def test_diabetes_reaches_040_r2_and_matches_a_linear_baseline(tmp_path):
 
 
 def test_resume_runs_exactly_the_missing_trials(tmp_path):
-    common = dict(dataset="iris", study="iris", out=tmp_path / "run", max_epochs=15, seed=0)
+    common = dict(dataset="iris", study="iris", out=tmp_path / "run", max_epochs=15, seed=0, pruner="none")
     first = nntune.tune(trials=10, **common)
     assert first.n_trials == {"complete": 10}
     first_values = [t.value for t in first.study.trials]

@@ -90,7 +90,7 @@ def bad_inputs(tmp_path, churn_csv):
         "non-numeric regression": ([*data, "--task", "regression"], "regression target 'churned' is not numeric .*found value"),
         "empty data": (["--data", tmp_path / "empty.csv", "--target", "b"], "has no rows"),
         "one class": (["--data", tmp_path / "oneclass.csv", "--target", "churned"], "only one class"),
-        "strategy": ([*data, "--strategy", "bayes"], "strategy must be one of grid, random, qmc, tpe, gp, cmaes, nsga2; got 'bayes'"),
+        "strategy": ([*data, "--strategy", "bayes"], "strategy must be one of auto, grid, random, qmc, tpe, gp, cmaes, nsga2, depth; got 'bayes'"),
         "pruner": ([*data, "--pruner", "hyperbnd"], "pruner must be one of .*got 'hyperbnd' \\(did you mean 'hyperband'\\?\\)"),
         "metric": ([*data, "--metric", "r2"], "metric 'r2' does not apply to a binary task; accepted: accuracy"),
         "metric name": ([*data, "--metric", "acc"], "metric must be one of .*got 'acc'"),

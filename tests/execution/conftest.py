@@ -11,7 +11,7 @@ import pytest
 from nntune.search import get_storage
 
 # Trials of about a second on digits: long enough to be caught (and killed) mid-trial.
-SLOW_TRIALS = ("--max-epochs", "40", "--patience", "40", "--threads", "1")
+SLOW_TRIALS = ("--max-epochs", "40", "--patience", "40", "--threads", "1", "--pruner", "none")
 
 
 def trials_of(storage: str, study: str) -> list[optuna.trial.FrozenTrial]:

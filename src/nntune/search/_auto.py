@@ -36,7 +36,7 @@ from ._pruners import WARMUP_EPOCHS
 
 GP_MAX_TRIALS = 200
 MIN_RANK_CORRELATION = 0.6
-MIN_COMPLETE_FOR_PRUNING = 4
+MIN_COMPLETE_FOR_PRUNING = (4, 6)  # complete trials before pruning: a quarter of the budget, within these
 SMALLEST_PRUNED_BUDGET = 6  # trials planned; fewer leave nothing to save
 TOP_TRIALS = 3
 
@@ -170,6 +170,9 @@ class AutoPruner(optuna.pruners.BasePruner):
     def __init__(self, max_epochs: int, n_trials: int | None = None, top: int = TOP_TRIALS) -> None:
         self._rungs = set(rungs(max_epochs))
         self.active = n_trials is None or n_trials >= SMALLEST_PRUNED_BUDGET  # False: prunes nothing
+        low, high = MIN_COMPLETE_FOR_PRUNING
+        # Small budgets must decide early; larger ones can afford a surer correlation.
+        self._min_complete = high if n_trials is None else min(high, max(low, n_trials // 4))
         self._top = top
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
@@ -182,7 +185,7 @@ class AutoPruner(optuna.pruners.BasePruner):
         sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
         complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                     if t.value is not None and step in t.intermediate_values]
-        if len(complete) < MIN_COMPLETE_FOR_PRUNING or not _informative(complete, step):
+        if len(complete) < self._min_complete or not _informative(complete, step):
             return False
         leaders = sorted(complete, key=lambda t: -sign * t.value)[:self._top]
         return all(sign * value < sign * t.intermediate_values[step] for t in leaders)

@@ -71,7 +71,10 @@ def make_sampler(strategy: str | optuna.samplers.BaseSampler, seed: int, space: 
     Constraints reach the samplers through the trials (`Trial.set_constraint`)."""
     if isinstance(strategy, optuna.samplers.BaseSampler):
         return strategy
-    check_choice("strategy", strategy, STRATEGIES)
+    check_choice("strategy", strategy, (*STRATEGIES, "depth"))
+    if strategy == "depth":  # a search of searches, run by nntune tune (execution/_depth.py)
+        raise ConfigError("strategy 'depth' chooses n_layers inside nntune tune; here pick one of "
+                          f"{', '.join(STRATEGIES)}")
     if multi and strategy not in MULTI_OBJECTIVE:
         raise ConfigError(f"strategy '{strategy}' optimizes one objective; with several objectives "
                           f"use one of: {', '.join(MULTI_OBJECTIVE)}")
