@@ -21,7 +21,7 @@ FAST = {"max_epochs": 8, "patience": 8, "threads": 1}
 def test_two_workers_run_exactly_the_trials_asked_for(tmp_path, digits_csv):
     # Trials of about a second: the spawned worker starts (~5 s) while this process searches.
     result = nntune.tune(digits_csv, target="target", trials=12, workers=2, out=tmp_path / "run",
-                         study="two", max_epochs=30, patience=30, threads=1)
+                         study="two", max_epochs=30, patience=30, threads=1, pruner="none")
     trials = trials_of(result.storage, "two")
     assert sum(counts_toward_budget(t) for t in trials) == 12
     assert result.n_trials["complete"] == 12 and set(result.n_trials) <= {"complete", "surplus"}

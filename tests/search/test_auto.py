@@ -112,7 +112,8 @@ def test_resumed_auto_study_continues_its_phases_and_rungs(tmp_path):
     # the new trials were asked of the GP (it records what it proposed), not of a restarted
     # Sobol sequence
     assert all(any(k.startswith("gp:relative_params") for k in t.system_attrs) for t in study.trials[12:])
-    assert not any(any(k.startswith("gp:relative_params") for k in t.system_attrs) for t in study.trials[:4])  # the Sobol start of a 12-trial budget
+    sobol_start = study.trials[:4]  # the start of a 12-trial budget
+    assert not any(any(k.startswith("gp:relative_params") for k in t.system_attrs) for t in sobol_start)
 
 
 def test_starting_points_turn_on_the_switches_their_recipe_uses():

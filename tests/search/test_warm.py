@@ -20,7 +20,8 @@ SPACE, FIXED = parse_space({
 
 def _earlier(direction: str = "maximize") -> optuna.Study:
     study = optuna.create_study(direction=direction)
-    dists = {"lr": FloatDistribution(1e-5, 1.0, log=True), "optimizer": CategoricalDistribution(["adam", "sgd", "rmsprop"]),
+    dists = {"lr": FloatDistribution(1e-5, 1.0, log=True),
+             "optimizer": CategoricalDistribution(["adam", "sgd", "rmsprop"]),
              "momentum": FloatDistribution(0.0, 1.0)}
     rows = [(0.9, {"lr": 1e-3, "optimizer": "sgd", "momentum": 0.9}),
             (0.8, {"lr": 0.5, "optimizer": "adam"}),          # lr outside this run's range

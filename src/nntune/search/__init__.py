@@ -4,7 +4,6 @@ from ._auto import AutoPruner, AutoSampler, starting_points
 from ._blackbox import Ask, Budget, OptimizeResult, Study, create_study, optimize
 from ._cv_pruning import CrossValidationPruner
 from ._hp import HyperParameters
-from ._warm import load_source, warm_start_points
 from ._objective import ModelSource, Objective, make_module
 from ._objectives import COSTS, Objectives, make_objectives, pick_trial
 from ._pruners import PRUNERS, make_pruner
@@ -28,6 +27,7 @@ from ._study import (
     trial_records,
     worker_identity,
 )
+from ._warm import load_source, warm_start_points
 
 __all__ = [
     "Ask", "AutoPruner", "AutoSampler", "Budget", "OptimizeResult", "Study", "create_study", "optimize",
