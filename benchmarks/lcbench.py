@@ -143,6 +143,9 @@ def _trial_budgeted(name: str) -> Callable:
 
 
 def main() -> None:
+    if os.environ.get("PYTHONHASHSEED") != "0":
+        # SMAC orders its start points by hashing configurations: fixed, so seeded runs repeat.
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "PYTHONHASHSEED": "0"})
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--tasks", default="all", help="comma-separated task ids from DEV_TASKS, or all")
