@@ -28,7 +28,6 @@ import torch
 from ..config import RunConfig
 from ..errors import ConfigError, NntuneError, StudyExistsError
 from ..search import (
-    STRATEGIES,
     Objectives,
     Space,
     TrialCallback,
@@ -42,9 +41,8 @@ from ._budget import Budget
 from ._plan import BuildModel, Plan, search, space_for
 
 DEPTH = "depth"
-# The strategy the chosen depth is tuned with (and each depth's brief search): the adaptive
-# default where this version has it.
-AFTER_DEPTH_STRATEGY = "auto" if "auto" in STRATEGIES else "tpe"
+# The strategy the chosen depth is tuned with (and each depth's brief search).
+AFTER_DEPTH_STRATEGY = "auto"
 STAGE_FOLDS = 3  # folds for scoring the depths when the run itself has no cv
 # With a timeout, the depth search may use this share of the search time; the main study gets
 # the rest, plus whatever the depth search leaves unused.

@@ -6,7 +6,7 @@ The design follows what we measured on the LCBench surrogate (docs/strategies.md
   the model-based phase starts from points spread over the whole space.
 - Then Optuna's GP sampler (log expected improvement; pending trials of parallel workers are
   accounted for by the sampler). It was the strongest sampler from 25 full trainings up; it is
-  cubic in the trials, so past GP_MAX_TRIALS complete trials the model switches to
+  cubic in the trials, so past GP_MAX_TRIALS finished trials the model switches to
   multivariate TPE, which is linear and keeps the overhead under a second per trial.
 - Conditional parameters, which the GP's intersection space leaves out, are drawn by TPE
   (independent mode), which models each parameter on the trials that have it.
@@ -34,7 +34,7 @@ from scipy.stats import spearmanr
 
 from ._pruners import WARMUP_EPOCHS
 
-GP_MAX_TRIALS = 200
+GP_MAX_TRIALS = 100
 MIN_RANK_CORRELATION = 0.6
 MIN_COMPLETE_FOR_PRUNING = (4, 6)  # complete trials before pruning: a quarter of the budget, within these
 SMALLEST_PRUNED_BUDGET = 6  # trials planned; fewer leave nothing to save
