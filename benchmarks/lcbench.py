@@ -152,7 +152,7 @@ def main() -> None:
     parser.add_argument("--methods", default=None, help="comma-separated (default: all available)")
     parser.add_argument("--jobs", type=int, default=2, help="runs side by side, one core each")
     parser.add_argument("--out", default="lcbench_results.json", help="results, written as runs finish")
-    parser.add_argument("--table", default=None, help="only print the tables of a results file")
+    parser.add_argument("--table", default=None, help="only print the tables of results files (comma-separated)")
     parser.add_argument("--overhead", action="store_true", help="measure each method's own time per trial")
     args = parser.parse_args()
     tasks = DEV_TASKS if args.tasks == "all" else args.tasks.split(",")
@@ -160,7 +160,9 @@ def main() -> None:
         raise SystemExit(f"use only the development tasks: {DEV_TASKS}")
     names = list(methods(args.methods.split(",") if args.methods else None))
     if args.table:
-        results = json.loads(Path(args.table).read_text())
+        results = [r for path in args.table.split(",") for r in json.loads(Path(path).read_text())]
+        for r in results:  # JSON keys are strings
+            r["best"] = {int(float(k)): v for k, v in r["best"].items()}
         print(table(results, sorted({r["method"] for r in results})))
         return
     if args.overhead:

@@ -39,7 +39,7 @@ def test_budget_forms_and_errors():
         Budget.parse("lots")
 
 
-@pytest.mark.parametrize("strategy", sorted(set(STRATEGIES) - {"grid", "nsga2"}))
+@pytest.mark.parametrize("strategy", sorted(set(STRATEGIES) - {"grid"}))  # grid: below
 def test_every_strategy_finds_a_good_region(strategy):
     result = nntune.optimize(lambda config: quality(config), SPACE, budget=20, strategy=strategy, seed=1)
     assert result.trials == 20
