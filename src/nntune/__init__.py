@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 # `nntune --help` does not wait for torch, scikit-learn and optuna to import.
 _EXPORTS = {
     "tune": "api", "worker": "api", "report": "api", "compare": "api", "ablate": "api",
+    "compress": "api", "export": "api",
     "make_config": "api", "TuneResult": "api",
     "load": "predictor", "Predictor": "predictor",
     "HyperParameters": "search", "optimize": "search", "create_study": "search", "Study": "search",
@@ -28,7 +29,7 @@ _EXPORTS = {
 __all__ = [
     "ConfigError", "DataError", "HyperParameters", "ModelDirError", "NntuneError", "Predictor",
     "RunConfig", "Study", "StudyExistsError", "TrialFailed", "TuneResult", "load", "make_config",
-    "ablate", "compare", "create_study", "optimize", "report", "schema", "tune", "worker",
+    "ablate", "compare", "compress", "create_study", "export", "optimize", "report", "schema", "tune", "worker",
 ]
 
 
@@ -48,7 +49,7 @@ def schema() -> dict:
 
 
 if TYPE_CHECKING:
-    from .api import TuneResult, ablate, compare, make_config, report, tune, worker
+    from .api import TuneResult, ablate, compare, compress, export, make_config, report, tune, worker
     from .config import RunConfig
     from .errors import (
         ConfigError,

@@ -543,3 +543,81 @@ def write_table(path: Path, table: pd.DataFrame) -> None:
         write_bytes(path, buffer.getvalue())
     else:
         write_text(path, table.to_csv(index=False))
+
+
+# Where each compression method writes by default, inside the run directory.
+COMPRESSED_DIRS = {"prune": "model-pruned", "quantize": "model-int8", "distill": "model-student"}
+
+
+def compress(run_dir: str | Path, method: str = "prune", out: str | Path | None = None, *,
+             sparsity: float | None = None, structured: bool | None = None, criterion: str | None = None,
+             steps: int | None = None, finetune_epochs: int | None = None,
+             student_units: int | float | None = None, temperature: float | None = None,
+             alpha: float | None = None, epochs: int | None = None, data: Any = None,
+             y: Any = None) -> dict[str, Any]:
+    """Compress a run's tuned model and compare it with the original on the run's test rows
+    (parameters, weight-file bytes, median latency, test score). Writes a model directory
+    (default `<run_dir>/model-pruned`, `model-int8` or `model-student`) that `nntune.load` reads.
+
+    prune: `sparsity` of the weights zeroed (L1 magnitude), or with `structured` that share of
+    hidden neurons removed (ranked by the L2 norm of their `criterion` weights: outgoing or
+    incoming), in `steps` with `finetune_epochs` of training on the run's rows between them.
+    quantize: dynamic int8 Linear layers (CPU). distill: a student MLP `student_units` wide (a
+    count, or a share of the teacher's width; default half) trained on the teacher's outputs
+    softened by `temperature`, weighted `alpha` against the true labels (classification only).
+
+    >>> nntune.compress("runs/churn", method="prune", sparsity=0.5, structured=True)
+    """
+    from .compression import RunData, check_options
+    from .compression import compress as run_compression
+
+    options = {"sparsity": sparsity, "structured": structured, "criterion": criterion, "steps": steps,
+               "finetune_epochs": finetune_epochs, "student_units": student_units,
+               "temperature": temperature, "alpha": alpha, "epochs": epochs}
+    check_options(method, options)  # before the data is read
+    run_dir = Path(run_dir)
+    arrays = _run_arrays(run_dir, data, y, "compress")
+    target = Path(out) if out is not None else run_dir / COMPRESSED_DIRS[method]
+    return run_compression(RunData(**arrays), method, target, **options)
+
+
+def export(run_dir: str | Path, format: str = "onnx", out: str | Path | None = None, *,
+           model: str | Path | None = None, data: Any = None, y: Any = None) -> dict[str, Any]:
+    """Export a run's model as ONNX or TorchScript (default `<run_dir>/export/model.onnx` or
+    `model.pt`), with its preprocessing beside it (`model.preprocessor.skops`) and a
+    description (`model.onnx.json`). The exported network takes preprocessed float32 rows and
+    returns probabilities or values. ONNX files are checked first: onnxruntime must match
+    PyTorch within 1e-5 on the run's test rows. `model`: another model directory of the run
+    (a pruned or distilled one) instead of `<run_dir>/model`.
+
+    >>> nntune.export("runs/churn", format="onnx", out="churn.onnx")
+    """
+    from .compression import FORMATS
+    from .compression import export as run_export
+
+    check_choice("format", format, FORMATS)
+    run_dir = Path(run_dir)
+    arrays = _run_arrays(run_dir, data, y, "export", Path(model) if model is not None else None)
+    target = Path(out) if out is not None else run_dir / "export" / f"model{FORMATS[format]}"
+    return run_export(arrays["model"], arrays["model_dir"], target, format, arrays["X_test"])
+
+
+def _run_arrays(run_dir: Path, data: Any, y: Any, action: str, model_dir: Path | None = None) -> dict[str, Any]:
+    """A run's saved model and its training and test rows, encoded by the model's preprocessor
+    (the plan `report` and `ablate` rebuild from the study)."""
+    from .data import transform
+
+    result = read_run(run_dir)
+    study = optuna.load_study(study_name=result["study"], storage=get_storage(result["storage"]))
+    if study.user_attrs.get("family") == "custom":
+        raise ConfigError(f"{action} rebuilds the model from its family; a custom build_model run is not supported yet")
+    model_dir = model_dir or run_dir / "model"
+    predictor = load(model_dir)
+    plan = plan_of_study(study.user_attrs, data, y, in_memory_hint=(
+        f"run '{run_dir}' was tuned on in-memory data: pass it as nntune.{action}(run, data=...)"))
+    table = plan.table
+    return {"model": predictor, "model_dir": model_dir,
+            "X_train": transform(predictor.preprocessor, table.features, plan.train_rows),
+            "y_train": table.y[plan.train_rows],
+            "X_test": transform(predictor.preprocessor, table.features, plan.test_rows),
+            "y_test": table.y[plan.test_rows], "metric": result["metric"], "seed": plan.cfg.seed}

@@ -83,12 +83,15 @@ class Predictor:
             raise DataError("predict_proba needs a classification model; this one does regression")
         return self._scores(data)
 
-    def save(self, path: str | Path, scores: dict[str, Any] | None = None) -> Path:
-        """Write the model directory atomically and return its path."""
+    def save(self, path: str | Path, scores: dict[str, Any] | None = None,
+             weights: dict[str, torch.Tensor] | None = None) -> Path:
+        """Write the model directory atomically and return its path. `weights` replaces the
+        module's state dict where that holds more than plain tensors (int8 layers)."""
         path = Path(path)
 
         def fill(tmp: Path) -> None:
-            state = {k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}
+            state = weights if weights is not None else \
+                {k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}
             save_file(state, str(tmp / FILES["weights"]))
             sio.dump(self.preprocessor, tmp / FILES["preprocessor"])
             config = {"format": FORMAT, "format_version": 1, "nntune_version": __version__,
@@ -126,8 +129,13 @@ def load(path: str | Path, build_model: Callable[[HyperParameters], nn.Module] |
         module, _ = make_module(build_model, config["params"], meta)
     else:
         module, _ = make_module(family, config["params"], meta)
-    module.load_state_dict(load_file(str(path / FILES["weights"])))
-    module.to(pick_device(device))
+    if config.get("compression", {}).get("method") == "quantize":
+        from .compression._quantize import restore  # int8 layers: rebuilt, then filled; CPU only
+
+        module = restore(module, load_file(str(path / FILES["weights"])))
+    else:
+        module.load_state_dict(load_file(str(path / FILES["weights"])))
+        module.to(pick_device(device))
     return Predictor(module, _load_preprocessor(path / FILES["preprocessor"]), head,
                      Schema.from_json(config["schema"]), config)
 

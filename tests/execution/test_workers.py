@@ -39,7 +39,8 @@ def test_four_workers_share_a_file_storage_without_lock_errors(tmp_path, digits_
     'database is locked', no lost or extra trial."""
     store = str(tmp_path / "study.journal") if storage == "journal" else None
     result = nntune.tune(digits_csv, target="target", trials=40, workers=4, out=tmp_path / "run",
-                         study="four", storage=store, max_epochs=8, patience=8, threads=1, report=False)
+                         study="four", storage=store, max_epochs=8, patience=8, threads=1, report=False,
+                         pruner="none")
     trials = trials_of(result.storage, "four")
     states = [t.state.name for t in trials]
     assert states.count("COMPLETE") == 40, states
@@ -169,8 +170,9 @@ def test_workers_stop_at_the_runs_deadline(tmp_path, churn_csv):
     import nntune.api  # noqa: F401  (imports are not part of the run)
 
     started = time.monotonic()
+    # (the deadline logic is under test, not a sampler's cost: tpe asks in milliseconds)
     result = nntune.tune(churn_csv, target="churned", timeout=20, workers=2, out=tmp_path / "run",
-                         max_epochs=30, patience=30, threads=1)
+                         max_epochs=30, patience=30, threads=1, strategy="tpe")
     elapsed = time.monotonic() - started
     assert elapsed < 22, elapsed
     assert result.n_trials["complete"] >= 4

@@ -257,6 +257,56 @@ def schema(
         write_json(output, config_schema())
 
 
+@app.command()
+def compress(
+    run: Annotated[Path, typer.Argument(help="run directory (holds result.json)")],
+    method: Annotated[str, typer.Option(help="prune, quantize (dynamic int8) or distill (a narrower student)")],
+    sparsity: Annotated[Opt[float], typer.Option(help="prune: share of weights (with --structured: of hidden neurons) removed, in (0, 1); default 0.8")] = None,
+    structured: Annotated[Opt[bool], typer.Option("--structured/--unstructured", help="prune: remove whole neurons (smaller layers) or single weights (default)")] = None,
+    criterion: Annotated[Opt[str], typer.Option(help="structured prune: rank neurons by the L2 norm of their outgoing (default) or incoming weights")] = None,
+    steps: Annotated[Opt[int], typer.Option(help="prune: steps to the target sparsity (default 3)")] = None,
+    finetune_epochs: Annotated[Opt[int], typer.Option(help="prune: training epochs after each step (default 3)")] = None,
+    student_units: Annotated[Opt[int], typer.Option(help="distill: the student's width (default: half the teacher's)")] = None,
+    temperature: Annotated[Opt[float], typer.Option(help="distill: softening temperature T (default 4)")] = None,
+    alpha: Annotated[Opt[float], typer.Option(help="distill: weight of the soft loss against the true labels, in [0, 1] (default 0.7)")] = None,
+    output: Annotated[Opt[Path], typer.Option("--out", "-o", help="model directory (default: RUN/model-pruned, model-int8 or model-student)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the comparison as one JSON object")] = False,
+) -> None:
+    """Prune, quantize or distill the run's model; save it and compare it with the original."""
+    from .. import api
+
+    with err.status(f"compressing: {method}"):
+        summary = api.compress(run, method, output, sparsity=sparsity, structured=structured, criterion=criterion,
+                               steps=steps, finetune_epochs=finetune_epochs, student_units=student_units,
+                               temperature=temperature, alpha=alpha)
+    if as_json:
+        print(json.dumps(summary, default=str))
+        return
+    out.print(f"{'':>12} {'params':>10} {'nonzero':>10} {'bytes':>10} {'latency ms':>11} {summary['original']['metric']:>10}")
+    for side in ("original", "compressed"):
+        row = summary[side]
+        score = f"{row['score']:.4f}" if row["score"] is not None else "-"
+        out.print(f"{side:>12} {row['params']:>10} {row['nonzero']:>10} {row['size_bytes']:>10} "
+                  f"{row['latency_ms']:>11.3f} {score:>10}")
+    out.print(f"model written: {summary['model_dir']}")
+
+
+@app.command()
+def export(
+    run: Annotated[Path, typer.Argument(help="run directory (holds result.json)")],
+    format: Annotated[str, typer.Option("--format", help="onnx (checked against onnxruntime) or torchscript")] = "onnx",
+    output: Annotated[Opt[Path], typer.Option("--out", "-o", help="network file (default: RUN/export/model.onnx or model.pt); its preprocessing (model.preprocessor.skops) and description (model.onnx.json) go beside it")] = None,
+    model: Annotated[Opt[Path], typer.Option(help="another model directory of the run, e.g. RUN/model-pruned (default: RUN/model)")] = None,
+) -> None:
+    """Export the run's network as ONNX or TorchScript, with its preprocessing beside it."""
+    from .. import api
+
+    with err.status(f"exporting: {format}"):
+        info = api.export(run, format, output, model=model)
+    out.print(f"exported: {info['path']} (preprocessing: {info['preprocessor']}, "
+              f"description: {info['description']})")
+
+
 _started = time.time()  # when this command began; see main()
 
 
