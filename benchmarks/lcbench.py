@@ -89,7 +89,10 @@ def table(results: list[dict], names: list[str]) -> str:
         for r in results:
             if budget in r["best"]:
                 rows[r["method"]].append((r["task"], r["seed"], r["best"][budget]))
-        keys = sorted({(t, s) for v in rows.values() for t, s, _ in v})
+        # Only the (task, seed) cells every method finished, so a run cut short compares like with like.
+        cells = [{(t, s) for t, s, _ in v} for v in rows.values() if v]
+        keys = sorted(set.intersection(*cells)) if cells else []
+        rows = {n: [(t, s, b) for t, s, b in v if (t, s) in set(keys)] for n, v in rows.items()}
         capped = {n: {(t, s): DATA_MAX[t] - min(b, DATA_MAX[t]) for t, s, b in v} for n, v in rows.items()}
         ranks = {n: [] for n in names}
         for key in keys:
@@ -148,6 +151,7 @@ def main() -> None:
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "PYTHONHASHSEED": "0"})
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed+seeds-1")
     parser.add_argument("--tasks", default="all", help="comma-separated task ids from DEV_TASKS, or all")
     parser.add_argument("--methods", default=None, help="comma-separated (default: all available)")
     parser.add_argument("--jobs", type=int, default=2, help="runs side by side, one core each")
@@ -169,7 +173,7 @@ def main() -> None:
         print(overheads(names, (100, 1000), limit=600))
         return
     jobs = []  # seed by seed, so that a run cut short still compares every method on the same cells
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         for task in tasks:
             for name in names:
                 for budget in (BUDGETS if name in BUDGET_AWARE else (max(BUDGETS),)):

@@ -345,7 +345,10 @@ def _warm_points(source: str, plan) -> list[dict[str, Any]]:
     text, _, name = str(source).partition("#")
     if not name and (Path(text) / "result.json").exists():
         name = read_run(text)["study"]
-    previous = load_source(_storage_of(text), name or None)
+    try:
+        previous = load_source(_storage_of(text), name or None)
+    except ConfigError as exc:
+        raise ConfigError(f"warm_start: {exc}") from None
     points = warm_start_points(previous, plan.space, plan.fixed, plan.metric.direction)
     if not points:
         raise ConfigError(f"warm start: no complete trial of study '{previous.study_name}' fits this run's "
