@@ -140,3 +140,25 @@ def test_ask_tell_resumes_from_storage(tmp_path):
     assert len(loaded.trials) == 20 and again.best_score >= first_best
     with pytest.raises(ConfigError, match="tell needs a score"):
         again.tell(again.ask())
+
+
+def test_tell_pruned_without_a_score_and_epoch_budget_with_plain_scores():
+    study = nntune.create_study(SPACE, n_trials=5)
+    ask = study.ask()
+    study.tell(ask, pruned=True)
+    assert study.study.trials[ask.number].state == optuna.trial.TrialState.PRUNED
+    # a plain score is one full evaluation: an epoch budget of 5 x max_epochs buys 5 of them
+    result = nntune.optimize(lambda config: quality(config), SPACE, budget="100 epochs", max_epochs=20,
+                             strategy="random")
+    assert result.trials == 5 and result.epochs == 100
+
+
+def test_other_strategies_train_once_at_full_length_by_default():
+    calls = []
+
+    def objective(config, epochs):
+        calls.append(epochs)
+        return quality(config)
+
+    nntune.optimize(objective, SPACE, budget=4, max_epochs=20, strategy="tpe")
+    assert calls == [20, 20, 20, 20]  # 'auto' pruner with tpe is none: no from-scratch stages

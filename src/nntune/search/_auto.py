@@ -128,7 +128,7 @@ class PrunedAsComplete:
 
     def _get_trials(self, deepcopy: bool = False, states: Sequence[TrialState] | None = None,
                     use_cache: bool = False) -> list[FrozenTrial]:
-        maximize = self._study.direction == optuna.study.StudyDirection.MAXIMIZE
+        maximize = self._study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
         seen = []
         for t in self._study._get_trials(deepcopy=deepcopy, states=None, use_cache=use_cache):
             if t.state == TrialState.PRUNED and t.intermediate_values:

@@ -133,7 +133,7 @@ class Study:
         if not (failed or pruned) and score is None:
             raise ConfigError("tell needs a score unless pruned=True or failed=True")
         try:
-            if failed or not math.isfinite(score):
+            if failed or (not pruned and not math.isfinite(score)):
                 self.study.tell(number, state=TrialState.FAIL)
             elif pruned:
                 self.study.tell(number, state=TrialState.PRUNED)
@@ -215,7 +215,9 @@ def optimize(objective: Callable[..., Any], space: str | Path | Mapping[str, Any
                   study_name=study_name, max_epochs=max_epochs, n_trials=planned)
     spend = _Spend(budget)
     history: list[dict[str, Any]] = []
-    staged = pruner not in ("auto", "none") or (pruner == "auto" and strategy != "auto")
+    # Only an explicit multi-fidelity choice pays for brief from-scratch stages ('auto' trains
+    # at full fidelity when it cannot resume; with other strategies 'auto' means no pruner).
+    staged = pruner not in ("auto", "none")
     while not spend.exhausted() and not study.exhausted:
         ask = study.ask()
         record = {"number": ask.number, "config": ask.config}
@@ -279,6 +281,7 @@ def _run_steps(objective: Callable, ask: Ask, max_epochs: int, spend: _Spend) ->
     out = objective(ask.config)
     if not isinstance(out, Iterator) and not inspect.isgenerator(out):
         score = float(out)
+        spend.epochs += max_epochs  # one full evaluation, as an epoch budget counts it
         if not math.isfinite(score):
             raise TrialFailed(f"objective returned {score}")
         return score, "complete"

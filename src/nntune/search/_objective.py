@@ -164,8 +164,10 @@ def latency_ms(module: nn.Module, X: np.ndarray, device: torch.device, rows: int
 
 
 def _prunes(trial: optuna.Trial, multi: bool) -> bool:
-    # Asking a pruner that never prunes costs a storage read (~5 ms on PostgreSQL).
-    return not multi and not isinstance(trial.study.pruner, optuna.pruners.NopPruner)
+    # Asking a pruner that never prunes costs a storage read (~5 ms on PostgreSQL); so does one
+    # that is switched off for this run (auto's pruner below its smallest budget).
+    pruner = trial.study.pruner
+    return not multi and not isinstance(pruner, optuna.pruners.NopPruner) and getattr(pruner, "active", True)
 
 
 def _reporter(trial: optuna.Trial, curves: dict[str, list[float]], multi: bool = False,

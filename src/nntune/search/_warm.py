@@ -58,7 +58,9 @@ def _accepts(space: Space, name: str, value: Any) -> bool:
         return False
     if spec.type == "categorical":
         return value in spec.choices
-    return isinstance(value, int | float) and spec.low <= value <= spec.high
+    if not isinstance(value, int | float) or isinstance(value, bool) or not spec.low <= value <= spec.high:
+        return False
+    return spec.type != "int" or float(value).is_integer()  # an int parameter takes whole values only
 
 
 def _applies(space: Space, name: str, values: dict[str, Any]) -> bool:
