@@ -33,6 +33,7 @@ from ..errors import ConfigError, check_choice
 from ..models import ModelMeta, get_family
 from ..models import mlp as mlp_family
 from ..search import (
+    CrossValidationPruner,
     HyperParameters,
     ModelSource,
     Objective,
@@ -53,6 +54,7 @@ from ..training import (
     OPTIMIZERS,
     SCHEDULES,
     Metric,
+    cocktail_space,
     default_metric,
     fit,
     get_metric,
@@ -96,8 +98,6 @@ class Plan:
                             multi=bool(objectives and objectives.multi), n_trials=self.n_trials)
 
     def pruner(self) -> optuna.pruners.BasePruner:
-        from ..search import CrossValidationPruner
-
         if self.objectives is not None and self.objectives.multi:
             return optuna.pruners.NopPruner()  # Optuna keeps no per-epoch values for several objectives
         pruner = make_pruner(self.cfg.search.pruner, int(self.fixed["max_epochs"]),
@@ -174,8 +174,6 @@ def space_for(cfg: RunConfig, build_model: BuildModel | None) -> tuple[Space, di
         default_space = {**family.space, **default_space}
     user_space = dict(cfg.search.space)
     if cfg.search.cocktail:
-        from ..training import cocktail_space
-
         # Asked for explicitly, so kept with space_mode replace too; the user's entries still win.
         user_space = {**cocktail_space(fixed_defaults, user_space), **user_space}
     space, fixed = resolve_space(default_space, user_space, cfg.search.space_mode)

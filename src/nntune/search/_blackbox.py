@@ -27,7 +27,8 @@ from optuna.trial import TrialState
 
 from ..config import parse_duration
 from ..errors import ConfigError, TrialFailed
-from ._auto import rungs, starting_points
+from ._auto import rungs
+from ._auto import starting_points as recipe_points  # (Study takes a flag named starting_points)
 from ._pruners import make_pruner
 from ._space import Space, parse_space, suggest
 from ._strategies import make_sampler
@@ -118,7 +119,7 @@ class Study:
             pruner=make_pruner(pruner, self.max_epochs, strategy=strategy, n_trials=n_trials),
             study_name=study_name, direction=direction, load_if_exists=load_if_exists)
         if starting_points and strategy not in ("grid", "random", "qmc") and not self.study.get_trials(deepcopy=False):
-            for point in starting_points_for(self.space):
+            for point in recipe_points(self.space):
                 self.study.enqueue_trial(point, skip_if_exists=True)
 
     def ask(self) -> Ask:
@@ -163,10 +164,6 @@ class Study:
 def create_study(space: str | Path | Mapping[str, Any], **options: Any) -> Study:
     """An ask/tell study over `space` (options as `Study`)."""
     return Study(space, **options)
-
-
-def starting_points_for(space: Space) -> list[dict[str, Any]]:
-    return starting_points(space)
 
 
 @dataclass
