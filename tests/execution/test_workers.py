@@ -15,13 +15,16 @@ from nntune.search import counts_toward_budget, get_storage
 from .conftest import SLOW_TRIALS, nntune_cli, trials_of
 
 FAST = {"max_epochs": 8, "patience": 8, "threads": 1}
+# These tests count trials: a learning rate that cannot diverge keeps every sampled recipe
+# trainable, so the counts do not hinge on which configurations the sampler proposes.
+GENTLE = {"space": {"lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}}
 
 
 @pytest.mark.slow
 def test_two_workers_run_exactly_the_trials_asked_for(tmp_path, digits_csv):
     # Trials of about a second: the spawned worker starts (~5 s) while this process searches.
     result = nntune.tune(digits_csv, target="target", trials=12, workers=2, out=tmp_path / "run",
-                         study="two", max_epochs=30, patience=30, threads=1, pruner="none")
+                         study="two", max_epochs=30, patience=30, threads=1, pruner="none", **GENTLE)
     trials = trials_of(result.storage, "two")
     assert sum(counts_toward_budget(t) for t in trials) == 12
     assert result.n_trials["complete"] == 12 and set(result.n_trials) <= {"complete", "surplus"}
@@ -40,15 +43,14 @@ def test_four_workers_share_a_file_storage_without_lock_errors(tmp_path, digits_
     store = str(tmp_path / "study.journal") if storage == "journal" else None
     result = nntune.tune(digits_csv, target="target", trials=40, workers=4, out=tmp_path / "run",
                          study="four", storage=store, max_epochs=8, patience=8, threads=1, report=False,
-                         pruner="none")
+                         pruner="none", **GENTLE)
     trials = trials_of(result.storage, "four")
-    states = [t.state.name for t in trials]
-    assert states.count("COMPLETE") == 40, states
+    states = Counter(t.state.name for t in trials)
     # Workers that take the last trial at the same instant leave 'surplus' trials, never more
-    # completed ones, and nothing fails for any other reason.
+    # counted ones, and nothing fails for any other reason (a storage error would show here).
     failed = [t for t in trials if t.state.name == "FAIL"]
     assert all(t.user_attrs.get("surplus") for t in failed), [t.user_attrs.get("fail_reason") for t in failed]
-    assert len(failed) <= 3
+    assert states["COMPLETE"] == 40 and len(failed) <= 3, states
     assert len({t.user_attrs["worker"]["pid"] for t in trials}) >= 3
     shown = nntune.api.show(result.run_dir)  # the run reads back from its storage, journal too
     assert sum(t["state"] == "complete" for t in shown["trials"]) == 40
