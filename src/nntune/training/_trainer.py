@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -45,6 +46,18 @@ class FitResult:
 EpochCallback = Callable[[int, dict[str, float]], None]
 
 
+class RowSchedule(Protocol):
+    """Which training rows an epoch uses (a curriculum): `rows(epoch)` returns their indices,
+    the same for the same epoch, or None for all rows. The trainer shuffles them."""
+
+    def rows(self, epoch: int) -> np.ndarray | None: ...
+
+
+class ParamGroup(Protocol):
+    """A dict {"params": [...], "lr_scale": float}: the group's learning rate is the recipe's
+    times lr_scale (pretrained layers fine-tuned more gently than new ones)."""
+
+
 def fit(
     model: nn.Module,
     head: Head,
@@ -60,13 +73,19 @@ def fit(
     deadline: float | None = None,
     device: torch.device | None = None,
     seed: int = 0,
+    row_schedule: RowSchedule | None = None,
+    param_groups: Sequence[dict] | None = None,
+    frozen: Sequence[nn.Module] = (),
 ) -> FitResult:
     """Train `model` in place and return its per-epoch history.
 
     With validation data the loop scores `metric` each epoch, stops early after `patience`
     epochs without improvement, and restores the best weights. Without it, it trains for exactly
     `epochs` epochs (the final retrain). `deadline` (time.monotonic) ends training early, with
-    stop_reason 'time'.
+    stop_reason 'time'. `row_schedule` restricts the rows of each epoch (a curriculum);
+    `param_groups` scales the learning rate per group of parameters (default: one group of all
+    parameters that require gradients); `frozen` modules stay in eval mode while the rest
+    trains, so their batch-norm statistics do not move either.
     """
     recipe = {**DEFAULTS, **recipe}
     device = device or torch.device("cpu")
@@ -79,15 +98,15 @@ def fit(
     Yv = head.targets(y_val, device) if validate else None
     n = len(X)
     batch_size = max(1, min(int(recipe["batch_size"]), n))
-    steps_per_epoch = math.ceil(n / batch_size)
-    # A final batch of one row breaks batch norm and adds noise: drop it.
-    if n % batch_size == 1 and n > 1:
-        steps_per_epoch -= 1
+    epoch_rows = _epoch_rows(row_schedule, epochs, device)
+    steps = [_steps(n if rows is None else len(rows), batch_size) for rows in epoch_rows]
 
     loss_fn = head.loss_fn(device)
-    optimizer = make_optimizer(model.parameters(), recipe, device)
-    schedule = Schedule(optimizer, recipe, epochs, steps_per_epoch)
-    penalised = [p for p in model.parameters() if p.dim() > 1]
+    groups = param_groups if param_groups is not None else [
+        {"params": [p for p in model.parameters() if p.requires_grad], "lr_scale": 1.0}]
+    optimizer = make_optimizer(groups, recipe, device)
+    schedule = Schedule(optimizer, recipe, epochs, steps[0], total_steps=sum(steps))
+    penalised = [p for p in model.parameters() if p.dim() > 1 and p.requires_grad]
     l1, l2 = float(recipe["l1"]), float(recipe["l2"])
     clip_norm, clip_value = recipe["clip_norm"], recipe["clip_value"]
     generator = torch.Generator(device="cpu").manual_seed(seed)
@@ -102,7 +121,13 @@ def fit(
     started = time.monotonic()
     for epoch in range(1, epochs + 1):
         model.train()
-        perm = torch.randperm(n, generator=generator).to(device)
+        for module in frozen:
+            module.eval()
+        rows, steps_per_epoch = epoch_rows[epoch - 1], steps[epoch - 1]
+        if rows is None:
+            perm = torch.randperm(n, generator=generator).to(device)
+        else:
+            perm = rows[torch.randperm(len(rows), generator=generator).to(device)]
         Xs, Ys = (X[perm], Y[perm]) if whole else (X, Y)
         total = torch.zeros((), device=device)
         for step in range(steps_per_epoch):
@@ -176,6 +201,24 @@ def fit(
     result.seconds = time.monotonic() - started
     model.eval()
     return result
+
+
+def _steps(rows: int, batch_size: int) -> int:
+    """Batches per epoch; a final batch of one row breaks batch norm and adds noise: dropped."""
+    steps = math.ceil(rows / batch_size)
+    return steps - 1 if rows % batch_size == 1 and rows > 1 else steps
+
+
+def _epoch_rows(schedule: RowSchedule | None, epochs: int, device: torch.device) -> list[torch.Tensor | None]:
+    """Each epoch's row indices, read up front so the learning-rate schedule knows the total
+    number of steps."""
+    if schedule is None:
+        return [None] * epochs
+    out = []
+    for epoch in range(1, epochs + 1):
+        rows = schedule.rows(epoch)
+        out.append(None if rows is None else torch.as_tensor(np.asarray(rows), dtype=torch.long, device=device))
+    return out
 
 
 class Mixup:
