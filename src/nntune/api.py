@@ -88,6 +88,7 @@ class TuneResult:
     data: dict[str, Any] = field(default_factory=dict)
     objectives: list[str] = field(default_factory=list)  # several: the metric first
     pareto_front: list[dict[str, Any]] = field(default_factory=list)  # with several objectives
+    compression: list[dict[str, Any]] = field(default_factory=list)  # the config's compress steps
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -99,6 +100,7 @@ class TuneResult:
             "n_trials": self.n_trials, "seconds": round(self.seconds, 2), "data": self.data,
             "objectives": self.objectives, "pareto_front": self.pareto_front,
             "depth_curve": self.study.user_attrs.get("depth_curve"),  # strategy "depth" only
+            "compression": self.compression,
             "nntune_version": __version__,
         }
 
@@ -108,7 +110,9 @@ OPTION_NAMES = frozenset({
     "threads", "device", "patience", "strategy", "pruner", "trials", "timeout", "cv", "metric",
     "space", "space_mode", "storage", "study", "out", "resume", "seed", "workers", "backend",
     "address", "cpus_per_trial", "gpus_per_trial", "heartbeat", "retries", "objectives", "constraints",
-    "pick", "warm_start", "cocktail", "depth_trials", "depth_max"})
+    "pick", "warm_start", "cocktail", "depth_trials", "depth_max", "unlabeled", "pretrained",
+    "freeze_layers", "pretrained_lr_scale", "pretrain_epochs", "pretrain_loss", "pretrain_noise",
+    "curriculum", "curriculum_column", "pacing", "compress"})
 
 
 def make_config(config: str | Path | RunConfig | Mapping[str, Any] | None = None,
@@ -119,11 +123,18 @@ def make_config(config: str | Path | RunConfig | Mapping[str, Any] | None = None
     overrides = {
         "data": {"path": options.get("data"), "dataset": options.get("dataset"),
                  "target": options.get("target"), "task": options.get("task"),
-                 "test_size": options.get("test_size"), "val_size": options.get("val_size")},
+                 "test_size": options.get("test_size"), "val_size": options.get("val_size"),
+                 "unlabeled": options.get("unlabeled")},
         "model": {"family": options.get("family")},
         "training": {"max_epochs": options.get("max_epochs"), "threads": options.get("threads"),
                      "device": options.get("device"),
-                     "early_stopping": {"patience": options.get("patience")}},
+                     "early_stopping": {"patience": options.get("patience")},
+                     "pretrained": options.get("pretrained"), "freeze_layers": options.get("freeze_layers"),
+                     "pretrained_lr_scale": options.get("pretrained_lr_scale"),
+                     "pretrain": {"epochs": options.get("pretrain_epochs"), "loss": options.get("pretrain_loss"),
+                                  "noise": options.get("pretrain_noise")},
+                     "curriculum": {"order": options.get("curriculum"), "pacing": options.get("pacing"),
+                                    **_curriculum_column(options.get("curriculum_column"))}},
         "search": {"strategy": options.get("strategy"), "pruner": options.get("pruner"),
                    "trials": options.get("trials"), "timeout": options.get("timeout"),
                    "cv": options.get("cv"), "metric": options.get("metric"),
@@ -138,6 +149,7 @@ def make_config(config: str | Path | RunConfig | Mapping[str, Any] | None = None
                       "retries": options.get("retries")},
         "storage": options.get("storage"), "study": options.get("study"),
         "out": options.get("out"), "resume": options.get("resume"), "seed": options.get("seed"),
+        "compress": _listed(options.get("compress")),
     }
     unknown = set(options) - OPTION_NAMES
     if unknown:
@@ -150,6 +162,11 @@ def make_config(config: str | Path | RunConfig | Mapping[str, Any] | None = None
     if isinstance(config, Mapping):
         return build_config(merge(dict(config), overrides))
     return load_config(config, overrides)
+
+
+def _curriculum_column(column: str | None) -> dict[str, str]:
+    """A curriculum column given on its own implies scoring by that column."""
+    return {} if column is None else {"scoring": "column", "column": column}
 
 
 def _listed(value: Any) -> list[str] | None:
@@ -271,7 +288,7 @@ def tune(
     epochs = final_epochs(best, len(plan.train_rows), fold_rows(plan), int(plan.fixed["max_epochs"]))
     module, params, head, preprocessor, test_scores = train_final(
         plan.table, plan.train_rows, plan.test_rows, params, epochs, plan.model, device,
-        cfg.seed, budget.final_deadline())
+        cfg.seed, budget.final_deadline(), plan.pretrained)
 
     table = plan.table
     info = {"family": "custom" if build_model else cfg.model.family, "params": params,
@@ -289,6 +306,11 @@ def tune(
         data=table.describe(), objectives=list(plan.objectives.names) if plan.objectives.multi else [],
         pareto_front=_front(study, plan) if plan.objectives.multi else [])
     write_json(run_dir / "result.json", result.to_json())
+    if cfg.compress:
+        # After the result is on disk: each step reads the run back as `nntune compress` does.
+        result.compression = [compress(run_dir, step.method, step.out, data=data, y=y, **step.options())
+                              for step in cfg.compress]
+        write_json(run_dir / "result.json", result.to_json())
     if report:
         render_report(run_dir, data=data, y=y, model=model)
     return result

@@ -15,13 +15,14 @@ import numpy as np
 import pandas as pd
 import skops.io as sio  # imported with the module: it takes a second, best not mid-run
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from . import __version__
 from ._atomic import write_dir, write_json
 from .data import Schema, conform, transform
-from .errors import DataError, ModelDirError
+from .errors import ConfigError, DataError, ModelDirError
 from .models import ModelMeta
 from .search import HyperParameters, make_module
 from .training import Head, pick_device, predict_outputs
@@ -32,6 +33,7 @@ FILES = {"config": "model.json", "weights": "model.safetensors",
 # What nntune's own preprocessing contains; anything else in a file is refused, not loaded.
 TRUSTED_PREFIXES = ("sklearn.",)
 TRUSTED_TYPES = ("numpy.dtype",)
+PRETRAINED_SOURCES = "an nntune model directory or a .safetensors file"
 
 
 class Predictor:
@@ -146,3 +148,33 @@ def _load_preprocessor(file: Path) -> Any:
     if refused:
         raise ModelDirError(f"'{file}' holds types nntune does not load: {', '.join(refused)}")
     return sio.load(file, trusted=untrusted)
+
+
+def load_pretrained(source: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a trained network, by state-dict name, from a model directory that
+    nntune wrote (its weights file) or from a .safetensors file.
+
+    >>> state = load_pretrained("runs/churn_2023/model")
+    """
+    path = Path(source)
+    file = path / FILES["weights"] if path.is_dir() else path
+    if not file.is_file():
+        what = f"holds no {FILES['weights']}" if path.is_dir() else "does not exist"
+        raise ConfigError(f"pretrained weights: '{path}' {what}; accepted: {PRETRAINED_SOURCES}")
+    try:
+        state = load_file(str(file))
+    except (SafetensorError, OSError) as exc:
+        raise ConfigError(f"pretrained weights: '{file}' is not readable as safetensors ({exc}); "
+                          f"accepted: {PRETRAINED_SOURCES}") from None
+    if path.is_dir() and _compression(path / FILES["config"]) == "quantize":
+        raise ConfigError(f"pretrained weights: '{path}' holds int8-quantized layers, packed for "
+                          "inference; start from the uncompressed model instead")
+    return state
+
+
+def _compression(config: Path) -> str | None:
+    """The compression method a model directory's config records, if any."""
+    try:
+        return json.loads(config.read_text()).get("compression", {}).get("method")
+    except (OSError, ValueError, AttributeError):
+        return None

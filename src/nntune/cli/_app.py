@@ -68,6 +68,14 @@ def tune(
     cocktail: Annotated[bool, typer.Option("--cocktail", help="search every regulariser as an on/off switch with a conditional strength")] = False,
     depth_trials: Annotated[Opt[int], typer.Option(help="depth strategy: trials at each depth")] = None,
     depth_max: Annotated[Opt[int], typer.Option(help="depth strategy: the deepest network tried")] = None,
+    unlabeled: Annotated[Opt[str], typer.Option(help="rows without labels for autoencoder pretraining (same feature columns)")] = None,
+    pretrain_epochs: Annotated[Opt[int], typer.Option(help="autoencoder pretraining epochs of the hidden layers (0: off)")] = None,
+    pretrained: Annotated[Opt[str], typer.Option(help="transfer learning: start from a model directory or .safetensors file")] = None,
+    freeze_layers: Annotated[Opt[int], typer.Option(help="with --pretrained: hidden layers kept frozen")] = None,
+    curriculum: Annotated[Opt[str], typer.Option(help="none, easy_first, hard_first (anti-curriculum) or random")] = None,
+    curriculum_column: Annotated[Opt[str], typer.Option(help="curriculum difficulty from this column (higher = harder) instead of a reference model's loss")] = None,
+    pacing: Annotated[Opt[str], typer.Option(help="curriculum pacing: linear, root or step")] = None,
+    compress: Annotated[Opt[str], typer.Option(help="compress the tuned model afterwards: prune, quantize, distill (comma-separated)")] = None,
     no_report: Annotated[bool, typer.Option("--no-report", help="do not write report.html into the run directory")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as one JSON object")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="print nothing but errors")] = False,
@@ -85,6 +93,8 @@ def tune(
         address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
         heartbeat=heartbeat, retries=retries, objectives=objectives, constraints=constraint or None, pick=pick,
         warm_start=warm_start, cocktail=cocktail or None, depth_trials=depth_trials, depth_max=depth_max,
+        unlabeled=unlabeled, pretrain_epochs=pretrain_epochs, pretrained=pretrained, freeze_layers=freeze_layers,
+        curriculum=curriculum, curriculum_column=curriculum_column, pacing=pacing, compress=compress,
     )
     if cfg.search.timeout is not None:
         # The limit is for the whole command: the seconds spent starting Python and importing
@@ -101,6 +111,8 @@ def tune(
     elif not quiet:
         out.print(summary_table(result.to_json()))
         out.print(params_table(result.best_params))
+        for summary in result.compression:
+            _print_compression(summary)
 
 
 @app.command()
@@ -282,7 +294,13 @@ def compress(
     if as_json:
         print(json.dumps(summary, default=str))
         return
-    out.print(f"{'':>12} {'params':>10} {'nonzero':>10} {'bytes':>10} {'latency ms':>11} {summary['original']['metric']:>10}")
+    _print_compression(summary)
+
+
+def _print_compression(summary: dict) -> None:
+    """The compressed model beside the original: size, speed and test score."""
+    out.print(f"{summary['method']:>12} {'params':>10} {'nonzero':>10} {'bytes':>10} {'latency ms':>11} "
+              f"{summary['original']['metric']:>10}")
     for side in ("original", "compressed"):
         row = summary[side]
         score = f"{row['score']:.4f}" if row["score"] is not None else "-"

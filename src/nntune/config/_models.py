@@ -21,6 +21,8 @@ class DataConfig(_Section):
     task: Literal["auto", "binary", "multiclass", "regression"] = "auto"
     test_size: float = Field(0.2, gt=0, lt=1, description="share held out for the final test")
     val_size: float = Field(0.2, gt=0, lt=1, description="validation share when cv is not set")
+    unlabeled: str | None = Field(None, description="rows without labels (same feature columns) for "
+                                  "autoencoder pretraining: CSV, TSV or Parquet")
 
 
 class ModelConfig(_Section):
@@ -33,6 +35,25 @@ class EarlyStoppingConfig(_Section):
     restore_best: bool = Field(True, description="end with the best epoch's weights")
 
 
+class CurriculumConfig(_Section):
+    order: Literal["none", "easy_first", "hard_first", "random"] = Field(
+        "none", description="easy_first: a curriculum; hard_first (anti-curriculum) and random are controls")
+    scoring: Literal["loss", "column"] = Field(
+        "loss", description="difficulty: the loss of quick reference models trained on the other half "
+        "of the rows (no row scores itself), or a column of the data")
+    column: str | None = Field(None, description="scoring column: numeric, higher = harder; not a feature")
+    pacing: Literal["linear", "root", "step"] = Field(
+        "linear", description="how the share of the training rows used per epoch grows")
+    start: float = Field(0.25, gt=0, le=1, description="share of the rows (the easiest) used in epoch 1")
+    full: float = Field(0.5, gt=0, le=1, description="share of max_epochs after which every row is used")
+
+
+class PretrainConfig(_Section):
+    epochs: int = Field(0, ge=0, description="autoencoder pretraining epochs for the hidden layers (0: off)")
+    loss: Literal["mse", "bce"] = Field("mse", description="reconstruction loss; bce needs inputs in [0, 1]")
+    noise: float = Field(0.0, ge=0, description="denoising: std of the Gaussian noise added to the inputs")
+
+
 class TrainingConfig(_Section):
     max_epochs: int = Field(100, ge=1)
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
@@ -43,6 +64,13 @@ class TrainingConfig(_Section):
     clip_value: float | None = Field(None, gt=0)
     device: str = Field("auto", description="auto picks cuda, then mps, then cpu")
     threads: int | None = Field(None, ge=1, description="torch threads (default: available cores)")
+    curriculum: CurriculumConfig = Field(default_factory=CurriculumConfig)
+    pretrained: str | None = Field(None, description="transfer learning: start from these weights (an nntune "
+                                   "model directory or a .safetensors file with matching layer names)")
+    freeze_layers: int = Field(0, ge=0, description="with pretrained weights: hidden layers kept frozen")
+    pretrained_lr_scale: float = Field(1.0, gt=0, description="with pretrained weights: their learning rate "
+                                       "is the recipe's times this")
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
 
 
 class SearchConfig(_Section):
@@ -95,6 +123,26 @@ class ExecutionConfig(_Section):
     retries: int = Field(2, ge=0, description="times a trial whose worker died is run again")
 
 
+class CompressStep(_Section):
+    """One compression of the tuned model, run after tuning (see `nntune compress`)."""
+
+    method: Literal["prune", "quantize", "distill"]
+    out: str | None = Field(None, description="model directory (default: model-pruned, model-int8 or "
+                            "model-student in the run directory)")
+    sparsity: float | None = None
+    structured: bool | None = None
+    criterion: str | None = None
+    steps: int | None = None
+    finetune_epochs: int | None = None
+    student_units: float | None = None
+    temperature: float | None = None
+    alpha: float | None = None
+    epochs: int | None = None
+
+    def options(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"method", "out"}, exclude_none=True)
+
+
 class RunConfig(_Section):
     """A whole tuning run, as written in a YAML file."""
 
@@ -109,3 +157,12 @@ class RunConfig(_Section):
     out: str | None = Field(None, description="run directory (default: runs/<study>)")
     resume: bool = Field(False, description="continue the study of this name, or start it")
     seed: int = 0
+    compress: list[CompressStep] = Field(
+        default_factory=list, description="compressions of the tuned model, run after tuning")
+
+    @field_validator("compress", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        # compress: quantize, or a list of methods and/or {method: ..., options} mappings
+        steps = [value] if isinstance(value, str | dict) else value
+        return [{"method": s} if isinstance(s, str) else s for s in steps] if isinstance(steps, list) else steps

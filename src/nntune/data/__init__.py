@@ -7,6 +7,7 @@ from ._sources import BUILTIN_DATASETS, as_table, fetch, is_url, read_table
 from ._tabular import (
     EncodedSplit,
     TabularData,
+    attach_unlabeled,
     encode_split,
     load_tabular,
     make_folds,
@@ -15,7 +16,7 @@ from ._tabular import (
 from ._task import TASKS, detect_task
 
 __all__ = [
-    "BUILTIN_DATASETS", "TASKS", "EncodedSplit", "Schema", "TabularData", "as_table",
+    "BUILTIN_DATASETS", "TASKS", "EncodedSplit", "Schema", "TabularData", "as_table", "attach_unlabeled",
     "check_same_data", "conform", "data_reference", "detect_task", "fetch", "file_sha256", "is_url",
     "memory_sha256", "encode_split", "infer_schema", "load_tabular", "make_folds",
     "make_preprocessor", "read_table", "split_train_test", "transform",

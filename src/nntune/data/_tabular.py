@@ -34,6 +34,10 @@ class TabularData:
     target: str
     name: str
     classes: list = field(default_factory=list)
+    # A curriculum's difficulty per row (higher = harder), taken out of the features.
+    difficulty: np.ndarray | None = None
+    # Rows without labels, for autoencoder pretraining: the same feature columns, conformed.
+    unlabeled: pd.DataFrame | None = None
 
     @property
     def n_rows(self) -> int:
@@ -59,9 +63,16 @@ def load_tabular(
     y: np.ndarray | pd.Series | None = None,
     dataset: str | None = None,
     task: str = "auto",
+    difficulty_column: str | None = None,
 ) -> TabularData:
-    """Read the user's data, detect the task and encode the target. Raises DataError on bad input."""
+    """Read the user's data, detect the task and encode the target. Raises DataError on bad input.
+
+    `difficulty_column`: a numeric column that ranks rows for a curriculum (higher = harder);
+    it is kept apart and is not a feature."""
     features, target_values, name = as_table(data, target, y, dataset)
+    difficulty = None
+    if difficulty_column is not None:
+        features, difficulty = _pop_difficulty(features, difficulty_column)
     task = detect_task(target_values, task)
     schema = infer_schema(features)
     frame = conform(features, schema)
@@ -72,7 +83,30 @@ def load_tabular(
         classes_array, encoded = np.unique(target_values.to_numpy(), return_inverse=True)
         classes = classes_array.tolist()
         encoded = encoded.astype(np.int64)
-    return TabularData(frame, encoded, task, schema, str(target_values.name), name, classes)
+    return TabularData(frame, encoded, task, schema, str(target_values.name), name, classes, difficulty)
+
+
+def _pop_difficulty(features: pd.DataFrame, column: str) -> tuple[pd.DataFrame, np.ndarray]:
+    if column not in features.columns:
+        shown = ", ".join(str(c) for c in list(features.columns)[:20])
+        raise DataError(f"curriculum column '{column}' is not in the data; its columns: {shown}")
+    values = pd.to_numeric(features[column], errors="coerce").to_numpy(dtype=np.float64)
+    bad = int(np.isnan(values).sum())
+    if bad:
+        raise DataError(f"curriculum column '{column}' must hold a number for every row (higher = harder); "
+                        f"{bad} row(s) are empty or not numeric")
+    return features.drop(columns=[column]), values
+
+
+def attach_unlabeled(data: TabularData, frame: pd.DataFrame, source: str = "the unlabeled data") -> None:
+    """Keep rows without labels (for autoencoder pretraining) beside the table, checked against
+    its feature columns; a target or curriculum column in them is ignored."""
+    if len(frame) == 0:
+        raise DataError(f"{source} has no rows")
+    try:
+        data.unlabeled = conform(frame, data.schema)
+    except DataError as exc:
+        raise DataError(f"{source}: {exc}") from None
 
 
 def split_train_test(data: TabularData, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -131,6 +165,8 @@ class EncodedSplit:
     X_eval: np.ndarray | None
     y_eval: np.ndarray | None
     preprocessor: object
+    difficulty: np.ndarray | None = None  # the training rows' curriculum difficulty, if given
+    X_unlabeled: np.ndarray | None = None  # unlabeled rows, through the same preprocessor
 
     @property
     def n_features(self) -> int:
@@ -152,7 +188,9 @@ def encode_split(data: TabularData, train_rows: np.ndarray, eval_rows: np.ndarra
     if eval_rows is not None:
         X_eval = transform(preprocessor, data.features, eval_rows)
         y_eval = data.y[eval_rows]
-    return EncodedSplit(X_train, data.y[train_rows], X_eval, y_eval, preprocessor)
+    difficulty = data.difficulty[train_rows] if data.difficulty is not None else None
+    unlabeled = transform(preprocessor, data.unlabeled) if data.unlabeled is not None else None
+    return EncodedSplit(X_train, data.y[train_rows], X_eval, y_eval, preprocessor, difficulty, unlabeled)
 
 
 def _check_class_sizes(data: TabularData, minimum: int, purpose: str) -> None:

@@ -4,6 +4,7 @@ and by every worker that joins its study, so that all of them score trials on th
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from ..config import RunConfig, build_config
 from ..data import (
     EncodedSplit,
     TabularData,
+    attach_unlabeled,
     check_same_data,
     data_reference,
     encode_split,
@@ -32,6 +34,8 @@ from ..data import (
 from ..errors import ConfigError, check_choice
 from ..models import ModelMeta, get_family
 from ..models import mlp as mlp_family
+from ..predictor import FILES as MODEL_FILES
+from ..predictor import load_pretrained
 from ..search import (
     CrossValidationPruner,
     HyperParameters,
@@ -48,10 +52,12 @@ from ..search import (
     resolve_space,
     run_trials,
 )
-from ..training import DEFAULTS as RECIPE_DEFAULTS
 from ..training import (
+    CURRICULA,
     LOSSES,
     OPTIMIZERS,
+    PACINGS,
+    PRETRAIN_LOSSES,
     SCHEDULES,
     Metric,
     cocktail_space,
@@ -60,8 +66,10 @@ from ..training import (
     get_metric,
     make_head,
     predict_outputs,
+    prepare_fit,
     score_all,
 )
+from ..training import DEFAULTS as RECIPE_DEFAULTS
 from ..training import SPACE as RECIPE_SPACE
 from ._budget import Budget
 
@@ -70,7 +78,8 @@ BuildModel = Callable[[HyperParameters], nn.Module]
 # Names whose values must come from a known list, checked before any trial runs.
 KNOWN_CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "loss": LOSSES,
                  "activation": tuple(mlp_family.ACTIVATIONS), "init": mlp_family.INITS,
-                 "norm": mlp_family.NORMS, "shape": mlp_family.SHAPES}
+                 "norm": mlp_family.NORMS, "shape": mlp_family.SHAPES,
+                 "curriculum": CURRICULA, "pacing": PACINGS, "pretrain_loss": PRETRAIN_LOSSES}
 
 
 @dataclass
@@ -86,6 +95,7 @@ class Plan:
     test_rows: np.ndarray
     data_ref: dict[str, Any] = field(default_factory=dict)
     objectives: Objectives | None = None
+    pretrained: dict[str, torch.Tensor] | None = None  # transfer learning: the weights to start from
 
     def folds(self) -> list[EncodedSplit]:
         cfg = self.cfg
@@ -115,11 +125,22 @@ def prepare(cfg: RunConfig, data: Any = None, y: Any = None, build_model: BuildM
     if source is None and cfg.data.dataset is None:
         raise ConfigError("no data given: pass --data FILE or --dataset NAME (data.path in the config)")
     content = fetch(str(source)) if isinstance(source, str) and is_url(source) else None
+    curriculum = cfg.training.curriculum
+    if curriculum.scoring == "column" and not curriculum.column:
+        raise ConfigError("curriculum scoring 'column' needs training.curriculum.column (or --curriculum-column NAME)")
+    column = curriculum.column if curriculum.scoring == "column" else None
     if content is not None:
-        table = load_tabular(read_table(str(source), content), cfg.data.target, task=cfg.data.task)
+        table = load_tabular(read_table(str(source), content), cfg.data.target, task=cfg.data.task,
+                             difficulty_column=column)
         table.name = Path(str(source).split("?", 1)[0]).stem
     else:
-        table = load_tabular(source, cfg.data.target, y=y, dataset=cfg.data.dataset, task=cfg.data.task)
+        table = load_tabular(source, cfg.data.target, y=y, dataset=cfg.data.dataset, task=cfg.data.task,
+                             difficulty_column=column)
+    if cfg.data.unlabeled:
+        attach_unlabeled(table, read_table(cfg.data.unlabeled), f"unlabeled data '{cfg.data.unlabeled}'")
+        if cfg.training.pretrain.epochs == 0:
+            raise ConfigError("unlabeled rows are used for autoencoder pretraining: give training.pretrain.epochs "
+                              "(--pretrain-epochs N) too")
     ref = data_reference(source, cfg.data.dataset, y=y, content=content)
     metric = get_metric(cfg.search.metric or default_metric(table.task), table.task)
     space, fixed = space_for(cfg, build_model)
@@ -133,8 +154,9 @@ def prepare(cfg: RunConfig, data: Any = None, y: Any = None, build_model: BuildM
     make_pruner(cfg.search.pruner, int(fixed["max_epochs"]))
     n_trials = cfg.search.trials or (None if cfg.search.timeout else 50)
     train_rows, test_rows = split_train_test(table, cfg.data.test_size, cfg.seed)
+    pretrained = load_pretrained(cfg.training.pretrained) if cfg.training.pretrained else None
     return Plan(cfg, table, metric, space, fixed, build_model or cfg.model.family, n_trials,
-                train_rows, test_rows, ref, objectives)
+                train_rows, test_rows, ref, objectives, pretrained)
 
 
 def plan_of_study(attrs: dict[str, Any], data: Any = None, y: Any = None,
@@ -166,6 +188,11 @@ def space_for(cfg: RunConfig, build_model: BuildModel | None) -> tuple[Space, di
         "restore_best": training.early_stopping.restore_best, "loss": training.loss,
         "label_smoothing": training.label_smoothing, "class_weight": training.class_weight,
         "clip_norm": training.clip_norm, "clip_value": training.clip_value,
+        "curriculum": training.curriculum.order, "pacing": training.curriculum.pacing,
+        "pacing_start": training.curriculum.start, "pacing_full": training.curriculum.full,
+        "freeze_layers": training.freeze_layers, "pretrained_lr_scale": training.pretrained_lr_scale,
+        "pretrain_epochs": training.pretrain.epochs, "pretrain_loss": training.pretrain.loss,
+        "pretrain_noise": training.pretrain.noise,
     }
     default_space = dict(RECIPE_SPACE)
     if build_model is None:
@@ -173,6 +200,9 @@ def space_for(cfg: RunConfig, build_model: BuildModel | None) -> tuple[Space, di
         fixed_defaults = {**family.defaults, **fixed_defaults}
         default_space = {**family.space, **default_space}
     user_space = dict(cfg.search.space)
+    if training.pretrained and build_model is None:
+        # The weights fix the network's shape: its width and depth are not searched.
+        user_space = {**pretrained_architecture(training.pretrained, cfg.model.family), **user_space}
     if cfg.search.cocktail:
         # Asked for explicitly, so kept with space_mode replace too; the user's entries still win.
         user_space = {**cocktail_space(fixed_defaults, user_space), **user_space}
@@ -187,13 +217,30 @@ def space_for(cfg: RunConfig, build_model: BuildModel | None) -> tuple[Space, di
     return space, fixed
 
 
+def pretrained_architecture(source: str, family: str) -> dict[str, Any]:
+    """The shape parameters of an nntune model directory's network (empty for a bare
+    .safetensors file, whose network the user describes)."""
+    config = Path(source) / MODEL_FILES["config"]
+    if not config.is_file():
+        return {}
+    info = json.loads(config.read_text())
+    if info.get("family") != family:
+        raise ConfigError(f"pretrained model '{source}' is of family '{info.get('family')}'; this run tunes "
+                          f"'{family}': use the same family (--family {info.get('family')})")
+    keys = get_family(family).shape_keys
+    params = info.get("params", {})
+    return {k: v for k, v in params.items()
+            if k in keys or any(p.endswith("_*") and k.startswith(p[:-1]) for p in keys)}
+
+
 def search(plan: Plan, study: optuna.Study, budget: Budget, device: torch.device,
            callbacks: Sequence[TrialCallback] = ()) -> None:
     """Run this process's share of the study's trials, within the budget."""
     folds = plan.folds()
     objective = Objective(folds, plan.table.task, len(plan.table.classes), plan.metric, plan.space,
                           plan.fixed, plan.model, device, plan.cfg.seed,
-                          trial_deadline=budget.trial_deadline, objectives=plan.objectives)
+                          trial_deadline=budget.trial_deadline, objectives=plan.objectives,
+                          pretrained=plan.pretrained)
     n_fold_rows = len(folds[0].y_train)
 
     def plan_final(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -207,7 +254,7 @@ def search(plan: Plan, study: optuna.Study, budget: Budget, device: torch.device
 
 def train_final(table: TabularData, train_rows: np.ndarray, test_rows: np.ndarray,
                  params: dict[str, Any], epochs: int, source: ModelSource, device: torch.device,
-                 seed: int, deadline: float | None) -> tuple:
+                 seed: int, deadline: float | None, pretrained: dict[str, torch.Tensor] | None = None) -> tuple:
     """Retrain `params` on all training rows for `epochs`, then score the test rows once.
 
     Returns (module, params, head, fitted preprocessor, test scores). The training matrix is
@@ -217,8 +264,11 @@ def train_final(table: TabularData, train_rows: np.ndarray, test_rows: np.ndarra
     head = make_head(table.task, final.y_train, len(table.classes), params)
     torch.manual_seed(seed)
     module, params = make_module(source, params, ModelMeta(final.n_features, head.output_dim, table.task))
+    extras = prepare_fit(module, params, final.X_train, final.y_train, task=table.task,
+                         n_classes=len(table.classes), epochs=epochs, device=device, seed=seed,
+                         pretrained=pretrained, X_unlabeled=final.X_unlabeled, difficulty=final.difficulty)
     fit(module, head, final.X_train, final.y_train, params, epochs=epochs, device=device,
-        seed=seed, deadline=deadline)
+        seed=seed, deadline=deadline, **extras)
     final.X_train = None
     X_test = torch.from_numpy(transform(final.preprocessor, table.features, test_rows)).to(device)
     test_scores = score_all(table.task, table.y[test_rows], head.scores(predict_outputs(module, X_test)))

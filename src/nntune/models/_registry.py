@@ -32,6 +32,9 @@ class Family:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     space: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     data_kinds: tuple[str, ...] = ("table",)
+    # Parameters that decide the shapes of the weights: fixed to a pretrained model's values
+    # when a run starts from its weights. A key ending in '_*' stands for numbered ones.
+    shape_keys: tuple[str, ...] = ()
 
 
 _FAMILIES: dict[str, Family] = {}

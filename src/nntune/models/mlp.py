@@ -110,4 +110,5 @@ def _initialise(linear: nn.Linear, init: str, activation: str) -> None:
     nn.init.zeros_(linear.bias)
 
 
-register_family(Family("mlp", build, DEFAULTS, SPACE, data_kinds=("table",)))
+register_family(Family("mlp", build, DEFAULTS, SPACE, data_kinds=("table",),
+                       shape_keys=("n_layers", "units", "shape", "norm", "units_*")))

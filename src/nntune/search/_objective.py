@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -15,7 +15,7 @@ from torch import nn
 from ..data import EncodedSplit
 from ..errors import TrialFailed
 from ..models import ModelMeta, build_model, count_parameters
-from ..training import DEFAULTS, Metric, fit, make_head
+from ..training import DEFAULTS, Metric, difficulty_from_loss, fit, make_head, prepare_fit
 from ._cv_pruning import FOLDS_ATTR, SCORES_ATTR, STRIDE_ATTR, fold_stride
 from ._hp import HyperParameters, build_custom
 from ._objectives import Objectives
@@ -48,6 +48,10 @@ class Objective:
     seed: int
     trial_deadline: Callable[[float, bool], float | None] = lambda start, first: None
     objectives: Objectives | None = None
+    pretrained: dict[str, torch.Tensor] | None = None  # transfer learning: the weights to start from
+    # Loss-based curriculum scores per (fold, loss, class weight): two small reference networks
+    # per fold, computed once per worker instead of once per trial.
+    _difficulty: dict[tuple, np.ndarray] = field(default_factory=dict)
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         started = time.monotonic()
@@ -72,11 +76,16 @@ class Objective:
                 meta = ModelMeta(fold.n_features, head.output_dim, self.task)
                 module, params = make_module(self.model, params, meta, trial if k == 0 else None)
                 n_params = count_parameters(module)
+                extras = prepare_fit(
+                    module, params, fold.X_train, fold.y_train, task=self.task, n_classes=self.n_classes,
+                    epochs=int(params["max_epochs"]), device=self.device, seed=self.seed + trial.number,
+                    pretrained=self.pretrained, X_unlabeled=fold.X_unlabeled,
+                    difficulty=self.difficulty(k, fold, params))
                 result = fit(
                     module, head, fold.X_train, fold.y_train, params,
                     X_val=fold.X_eval, y_val=fold.y_eval, metric=self.metric,
                     on_epoch_end=_reporter(trial, curves if k == 0 else {}, self.multi, k, stride),
-                    deadline=deadline, device=self.device, seed=self.seed + trial.number,
+                    deadline=deadline, device=self.device, seed=self.seed + trial.number, **extras,
                 )
                 scores.append(result.best_score)
                 epochs.append(result.best_epoch)
@@ -121,6 +130,17 @@ class Objective:
         trial.set_user_attr("latency_ms", attrs["latency_ms"])
         self.objectives.record_constraints(trial, float(np.mean(scores)), attrs)
         return self.objectives.values(float(np.mean(scores)), attrs)
+
+    def difficulty(self, k: int, fold: EncodedSplit, params: dict[str, Any]) -> np.ndarray | None:
+        """The curriculum scores of fold k's training rows: the user's column, or the cached
+        reference-model losses when the recipe orders rows by difficulty."""
+        if fold.difficulty is not None or params.get("curriculum", "none") not in ("easy_first", "hard_first"):
+            return fold.difficulty
+        key = (k, params.get("loss"), params.get("class_weight"))
+        if key not in self._difficulty:
+            self._difficulty[key] = difficulty_from_loss(fold.X_train, fold.y_train, self.task, self.n_classes,
+                                                         params, seed=self.seed, device=self.device)
+        return self._difficulty[key]
 
     @property
     def multi(self) -> bool:
