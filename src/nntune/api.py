@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -279,8 +280,11 @@ def tune(
                           f"({', '.join(cfg.search.constraints)}); loosen them or search longer")
     if best is None:
         states = count_states(study)
-        raise NntuneError(f"no trial completed ({_states_text(states)}); see the trials' "
-                          "fail_reason, or give a longer --timeout")
+        reasons = Counter(t.user_attrs["fail_reason"] for t in study.get_trials(deepcopy=False)
+                          if "fail_reason" in t.user_attrs and not t.user_attrs.get("surplus"))
+        common = f"; most often: {reasons.most_common(1)[0][0]}" if reasons else ""
+        raise NntuneError(f"no trial completed ({_states_text(states)}){common}; see the trials' "
+                          "fail_reason (nntune show), or give a longer --timeout")
 
     if parallel:
         set_threads(cfg.training.threads)  # the final model has the machine to itself

@@ -60,6 +60,7 @@ from ..training import (
     PRETRAIN_LOSSES,
     SCHEDULES,
     Metric,
+    apply_pretrained,
     cocktail_space,
     default_metric,
     fit,
@@ -137,10 +138,10 @@ def prepare(cfg: RunConfig, data: Any = None, y: Any = None, build_model: BuildM
         table = load_tabular(source, cfg.data.target, y=y, dataset=cfg.data.dataset, task=cfg.data.task,
                              difficulty_column=column)
     if cfg.data.unlabeled:
-        attach_unlabeled(table, read_table(cfg.data.unlabeled), f"unlabeled data '{cfg.data.unlabeled}'")
         if cfg.training.pretrain.epochs == 0:
             raise ConfigError("unlabeled rows are used for autoencoder pretraining: give training.pretrain.epochs "
                               "(--pretrain-epochs N) too")
+        attach_unlabeled(table, read_table(cfg.data.unlabeled), f"unlabeled data '{cfg.data.unlabeled}'")
     ref = data_reference(source, cfg.data.dataset, y=y, content=content)
     metric = get_metric(cfg.search.metric or default_metric(table.task), table.task)
     space, fixed = space_for(cfg, build_model)
@@ -154,7 +155,11 @@ def prepare(cfg: RunConfig, data: Any = None, y: Any = None, build_model: BuildM
     make_pruner(cfg.search.pruner, int(fixed["max_epochs"]))
     n_trials = cfg.search.trials or (None if cfg.search.timeout else 50)
     train_rows, test_rows = split_train_test(table, cfg.data.test_size, cfg.seed)
-    pretrained = load_pretrained(cfg.training.pretrained) if cfg.training.pretrained else None
+    pretrained = None
+    if cfg.training.pretrained:
+        pretrained = load_pretrained(cfg.training.pretrained)
+        if build_model is None:
+            _check_pretrained_fits(pretrained, table, train_rows, space, fixed, cfg.model.family)
     return Plan(cfg, table, metric, space, fixed, build_model or cfg.model.family, n_trials,
                 train_rows, test_rows, ref, objectives, pretrained)
 
@@ -217,20 +222,37 @@ def space_for(cfg: RunConfig, build_model: BuildModel | None) -> tuple[Space, di
     return space, fixed
 
 
+def _check_pretrained_fits(state: dict[str, torch.Tensor], table: TabularData, train_rows: np.ndarray,
+                           space: Space, fixed: dict[str, Any], family: str) -> None:
+    """Weights that fit no network of the run fail here, before a study is written, with the
+    error naming the mismatched layers; checked when the network's shape is fixed (a model
+    directory fixes it; with a bare file the user fixes it or trials that do not fit fail)."""
+    if any(_is_shape_key(k, family) for k in space):
+        return
+    split = encode_split(table, train_rows, None)
+    head = make_head(table.task, split.y_train, len(table.classes), fixed)
+    module, _ = make_module(family, fixed, ModelMeta(split.n_features, head.output_dim, table.task))
+    apply_pretrained(module, state)
+
+
 def pretrained_architecture(source: str, family: str) -> dict[str, Any]:
-    """The shape parameters of an nntune model directory's network (empty for a bare
-    .safetensors file, whose network the user describes)."""
+    """The shape parameters of a pretrained network: from an nntune model directory's config,
+    or as the family reads them off a bare .safetensors file's tensor names and shapes."""
     config = Path(source) / MODEL_FILES["config"]
     if not config.is_file():
-        return {}
+        infer = get_family(family).shape_of_weights
+        return infer(load_pretrained(source)) if infer is not None else {}
     info = json.loads(config.read_text())
     if info.get("family") != family:
         raise ConfigError(f"pretrained model '{source}' is of family '{info.get('family')}'; this run tunes "
                           f"'{family}': use the same family (--family {info.get('family')})")
+    return {k: v for k, v in info.get("params", {}).items() if _is_shape_key(k, family)}
+
+
+def _is_shape_key(key: str, family: str) -> bool:
+    """Whether `key` decides weight shapes in `family` ('units_*' covers units_0, units_1, ...)."""
     keys = get_family(family).shape_keys
-    params = info.get("params", {})
-    return {k: v for k, v in params.items()
-            if k in keys or any(p.endswith("_*") and k.startswith(p[:-1]) for p in keys)}
+    return key in keys or any(k.endswith("_*") and key.startswith(k[:-1]) for k in keys)
 
 
 def search(plan: Plan, study: optuna.Study, budget: Budget, device: torch.device,

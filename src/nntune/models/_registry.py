@@ -35,6 +35,9 @@ class Family:
     # Parameters that decide the shapes of the weights: fixed to a pretrained model's values
     # when a run starts from its weights. A key ending in '_*' stands for numbered ones.
     shape_keys: tuple[str, ...] = ()
+    # The shape parameters that pretrained weights imply (state-dict name -> tensor), so a
+    # bare weights file fixes the network's shape as a model directory does.
+    shape_of_weights: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
 
 
 _FAMILIES: dict[str, Family] = {}

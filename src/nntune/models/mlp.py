@@ -110,5 +110,27 @@ def _initialise(linear: nn.Linear, init: str, activation: str) -> None:
     nn.init.zeros_(linear.bias)
 
 
+def shape_of_weights(state: Mapping[str, Any]) -> dict[str, Any]:
+    """n_layers, widths and norm of the MLP whose state dict `state` is (empty when the names
+    are not an MLP's): one `units` when every hidden layer is equally wide, else `units_<i>`."""
+    widths = []
+    while True:
+        weight = state.get(f"blocks.{len(widths)}.linear.weight",
+                           state.get(f"blocks.{len(widths)}.linear.parametrizations.weight.original1"))
+        if weight is None:
+            break
+        widths.append(int(weight.shape[0]))
+    if "head.weight" not in state:
+        return {}
+    norm = ("weight" if "blocks.0.linear.parametrizations.weight.original0" in state
+            else "batch" if "blocks.0.norm.running_mean" in state
+            else "layer" if "blocks.0.norm.weight" in state else "none")
+    shape = {"n_layers": len(widths), "norm": norm, "shape": "brick"}
+    if len(set(widths)) <= 1:
+        return {**shape, "units": widths[0] if widths else DEFAULTS["units"]}
+    return {**shape, "units": widths[0], **{f"units_{i}": w for i, w in enumerate(widths)}}
+
+
 register_family(Family("mlp", build, DEFAULTS, SPACE, data_kinds=("table",),
-                       shape_keys=("n_layers", "units", "shape", "norm", "units_*")))
+                       shape_keys=("n_layers", "units", "shape", "norm", "units_*"),
+                       shape_of_weights=shape_of_weights))
