@@ -113,7 +113,8 @@ OPTION_NAMES = frozenset({
     "address", "cpus_per_trial", "gpus_per_trial", "heartbeat", "retries", "objectives", "constraints",
     "pick", "warm_start", "cocktail", "depth_trials", "depth_max", "unlabeled", "pretrained",
     "freeze_layers", "pretrained_lr_scale", "pretrain_epochs", "pretrain_loss", "pretrain_noise",
-    "curriculum", "curriculum_column", "pacing", "compress"})
+    "curriculum", "curriculum_column", "pacing", "compress", "kind", "labels", "text_column", "tokenizer",
+    "vocab_size", "seq_len", "synonyms", "time_column", "lookback", "horizon", "graph"})
 
 
 def make_config(config: str | Path | RunConfig | Mapping[str, Any] | None = None,
@@ -125,7 +126,9 @@ def make_config(config: str | Path | RunConfig | Mapping[str, Any] | None = None
         "data": {"path": options.get("data"), "dataset": options.get("dataset"),
                  "target": options.get("target"), "task": options.get("task"),
                  "test_size": options.get("test_size"), "val_size": options.get("val_size"),
-                 "unlabeled": options.get("unlabeled")},
+                 "unlabeled": options.get("unlabeled"),
+                 **{k: options.get(k) for k in ("kind", "labels", "text_column", "tokenizer", "vocab_size", "seq_len",
+                                                "synonyms", "time_column", "lookback", "horizon", "graph")}},
         "model": {"family": options.get("family")},
         "training": {"max_epochs": options.get("max_epochs"), "threads": options.get("threads"),
                      "device": options.get("device"),
@@ -290,14 +293,16 @@ def tune(
         set_threads(cfg.training.threads)  # the final model has the machine to itself
     params = {**plan.fixed, **best.params}
     epochs = final_epochs(best, len(plan.train_rows), fold_rows(plan), int(plan.fixed["max_epochs"]))
-    module, params, head, preprocessor, test_scores = train_final(
+    module, params, head, preprocessor, test_scores, meta = train_final(
         plan.table, plan.train_rows, plan.test_rows, params, epochs, plan.model, device,
         cfg.seed, budget.final_deadline(), plan.pretrained)
 
     table = plan.table
-    info = {"family": "custom" if build_model else cfg.model.family, "params": params,
-            "input_dim": len(preprocessor.get_feature_names_out()), "task": table.task, "target": table.target,
-            "classes": table.classes, "metric": plan.metric.name, "study": name, "epochs": epochs}
+    info = {"family": "custom" if build_model else params.get("family", cfg.model.family), "params": params,
+            "input_dim": meta.input_dim, "meta": meta.to_json(), "task": table.task, "target": table.target,
+            "classes": table.classes, "metric": plan.metric.name, "study": name, "epochs": epochs,
+            **({"input_column": table.details["input_column"]} if "input_column" in getattr(table, "details", {})
+               else {})}
     model = Predictor(module, preprocessor, head, table.schema, info)
     model_dir = model.save(run_dir / "model", scores={
         "test_scores": test_scores, "metric": plan.metric.name, "best_value": best.values[0],

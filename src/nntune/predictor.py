@@ -21,7 +21,7 @@ from torch import nn
 
 from . import __version__
 from ._atomic import write_dir, write_json
-from .data import Schema, conform, transform
+from .data import Schema, conform, encoder_from_json, transform
 from .errors import ConfigError, DataError, ModelDirError
 from .models import ModelMeta
 from .search import HyperParameters, make_module
@@ -29,7 +29,8 @@ from .training import Head, pick_device, predict_outputs
 
 FORMAT = "nntune-model"
 FILES = {"config": "model.json", "weights": "model.safetensors",
-         "preprocessor": "preprocessor.skops", "scores": "scores.json"}
+         "preprocessor": "preprocessor.skops", "scores": "scores.json",
+         "encoder": "encoder.json"}  # the encoder of images, signals, texts, ... (tables: preprocessor)
 # What nntune's own preprocessing contains; anything else in a file is refused, not loaded.
 TRUSTED_PREFIXES = ("sklearn.",)
 TRUSTED_TYPES = ("numpy.dtype",)
@@ -59,7 +60,28 @@ class Predictor:
     def task(self) -> str:
         return self.head.task
 
+    @property
+    def kind(self) -> str:
+        return self.info.get("meta", {}).get("kind", "table")
+
+    def _encode_samples(self, data: Any) -> np.ndarray:
+        """Images, signals, windows, texts or node indices through the model's encoder."""
+        if isinstance(data, pd.DataFrame):
+            column = self.info.get("input_column")
+            if column is None or column not in data.columns:
+                raise DataError(f"this {self.kind} model takes an array of samples"
+                                + (f" or a frame with column '{column}'" if column else ""))
+            data = data[column].to_numpy()
+        elif isinstance(data, list | tuple):
+            data = np.asarray(data, dtype=object if self.kind == "text" else None)
+        if not isinstance(data, np.ndarray):
+            raise DataError(f"predict takes an array of {self.kind} samples; got {type(data).__name__}")
+        return self.preprocessor.transform(data)
+
     def _scores(self, data: pd.DataFrame | np.ndarray) -> np.ndarray:
+        if hasattr(self.preprocessor, "model_input"):
+            X = self._encode_samples(data)
+            return self.head.scores(predict_outputs(self.module, torch.from_numpy(X).to(self.device)))
         if isinstance(data, np.ndarray):
             names = [c.name for c in self.schema.columns]
             array = data.reshape(len(data), -1)
@@ -95,9 +117,13 @@ class Predictor:
             state = weights if weights is not None else \
                 {k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}
             save_file(state, str(tmp / FILES["weights"]))
-            sio.dump(self.preprocessor, tmp / FILES["preprocessor"])
-            config = {"format": FORMAT, "format_version": 1, "nntune_version": __version__,
-                      **self.info, "head": self.head.to_json(), "schema": self.schema.to_json()}
+            if hasattr(self.preprocessor, "model_input"):
+                write_json(tmp / FILES["encoder"], self.preprocessor.to_json())
+            else:
+                sio.dump(self.preprocessor, tmp / FILES["preprocessor"])
+            config = {"format": FORMAT, "format_version": 1, "nntune_version": __version__, **self.info,
+                      "head": self.head.to_json(),
+                      "schema": self.schema.to_json() if self.schema is not None else None}
             write_json(tmp / FILES["config"], config)
             write_json(tmp / FILES["scores"], scores or {})
         write_dir(path, fill)
@@ -118,11 +144,13 @@ def load(path: str | Path, build_model: Callable[[HyperParameters], nn.Module] |
         raise ModelDirError(f"'{config_file}' is not valid JSON: {exc}") from None
     if config.get("format") != FORMAT:
         raise ModelDirError(f"'{path}' is not an nntune model directory (format is not {FORMAT})")
-    for key in ("weights", "preprocessor"):
+    samples = config.get("meta", {}).get("kind", "table") != "table"
+    for key in ("weights", "encoder" if samples else "preprocessor"):
         if not (path / FILES[key]).exists():
             raise ModelDirError(f"model directory '{path}' is incomplete: {FILES[key]} is missing")
     head = Head(**config["head"])
-    meta = ModelMeta(config["input_dim"], head.output_dim, head.task)
+    meta = ModelMeta.from_json(config["meta"]) if "meta" in config else \
+        ModelMeta(config["input_dim"], head.output_dim, head.task)
     family = config["family"]
     if family == "custom":
         if build_model is None:
@@ -138,6 +166,9 @@ def load(path: str | Path, build_model: Callable[[HyperParameters], nn.Module] |
     else:
         module.load_state_dict(load_file(str(path / FILES["weights"])))
         module.to(pick_device(device))
+    if samples:
+        encoder = encoder_from_json(json.loads((path / FILES["encoder"]).read_text()))
+        return Predictor(module, encoder, head, None, config)
     return Predictor(module, _load_preprocessor(path / FILES["preprocessor"]), head,
                      Schema.from_json(config["schema"]), config)
 

@@ -23,6 +23,21 @@ class DataConfig(_Section):
     val_size: float = Field(0.2, gt=0, lt=1, description="validation share when cv is not set")
     unlabeled: str | None = Field(None, description="rows without labels (same feature columns) for "
                                   "autoencoder pretraining: CSV, TSV or Parquet")
+    kind: Literal["auto", "table", "image", "signal", "timeseries", "text", "graph"] = Field(
+        "auto", description="what the data is; auto: a table unless a text or time column, an image folder, "
+        "an array file or a graph says otherwise")
+    labels: str | None = Field(None, description="images or signals in a .npy file: the labels' .npy file")
+    text_column: str | None = Field(None, description="text: the column holding the texts")
+    tokenizer: Literal["word", "bpe"] = Field("word", description="text: word-level or byte-pair encoding, "
+                                              "trained on the training texts only")
+    vocab_size: int = Field(20000, ge=10, description="text: the largest vocabulary (the search may use less)")
+    seq_len: int = Field(128, ge=4, description="text: the most tokens per text (the search may use fewer)")
+    synonyms: str | None = Field(None, description="text augmentation: a CSV of word,synonym rows")
+    time_column: str | None = Field(None, description="time series: the column of time stamps")
+    lookback: int = Field(24, ge=1, description="time series: the longest window of past steps (the search "
+                          "may use fewer)")
+    horizon: int = Field(1, ge=1, description="time series: forecast the value this many steps after a window")
+    graph: str | None = Field(None, description="graph: the Planetoid data set's name in the folder (Cora)")
 
 
 class ModelConfig(_Section):

@@ -1,6 +1,8 @@
 """Data: read tables, detect the task, split without leakage, fit preprocessing on training rows."""
 
+from ._arrays import KINDS, ArrayData, Encoder, Standardize, encode_labels, encoder_from_json, register_encoder
 from ._fingerprint import check_same_data, data_reference, file_sha256, memory_sha256
+from ._kinds import DataOptions, detect_kind, load_data
 from ._preprocess import make_preprocessor, transform
 from ._schema import Schema, conform, infer_schema
 from ._sources import BUILTIN_DATASETS, as_table, fetch, is_url, read_table
@@ -16,6 +18,8 @@ from ._tabular import (
 from ._task import TASKS, detect_task
 
 __all__ = [
+    "DataOptions", "detect_kind", "load_data",
+    "KINDS", "ArrayData", "Encoder", "Standardize", "encode_labels", "encoder_from_json", "register_encoder",
     "BUILTIN_DATASETS", "TASKS", "EncodedSplit", "Schema", "TabularData", "as_table", "attach_unlabeled",
     "check_same_data", "conform", "data_reference", "detect_task", "fetch", "file_sha256", "is_url",
     "memory_sha256", "encode_split", "infer_schema", "load_tabular", "make_folds",

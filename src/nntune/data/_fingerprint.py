@@ -19,6 +19,14 @@ from ._sources import is_url
 
 
 def file_sha256(path: str | Path) -> str:
+    """The file's checksum; for a folder (of images, or a graph's files) one over every file in
+    it, by relative path and content."""
+    path = Path(path)
+    if path.is_dir():
+        digest = hashlib.sha256()
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(str(file.relative_to(path)).encode() + b"\0" + file_sha256(file).encode())
+        return digest.hexdigest()
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 

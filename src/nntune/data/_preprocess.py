@@ -50,6 +50,8 @@ def transform(preprocessor: ColumnTransformer, frame: pd.DataFrame,
     Chunks keep the peak memory of a large table near the size of the float32 result, and
     each chunk is a private copy of the rows, so in-place steps never touch the caller's data.
     """
+    if hasattr(preprocessor, "model_input"):  # an Encoder of samples that are not table rows
+        return preprocessor.transform(frame if rows is None else frame[np.asarray(rows)])
     rows = np.arange(len(frame)) if rows is None else np.asarray(rows)
     out: np.ndarray | None = None
     for start in range(0, max(1, len(rows)), CHUNK_ROWS):

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+from sklearn.model_selection import KFold, StratifiedKFold, TimeSeriesSplit, train_test_split
 
 from ..errors import ConfigError, DataError
+from ._arrays import ArrayData
 from ._preprocess import make_preprocessor, transform
 from ._schema import Schema, conform, infer_schema
 from ._sources import as_table
@@ -113,6 +114,14 @@ def split_train_test(data: TabularData, test_size: float, seed: int) -> tuple[np
     """Hold out the test rows, stratified by class for classification. Returns index arrays."""
     if not 0.0 < test_size < 1.0:
         raise ConfigError(f"test_size must be between 0 and 1 (exclusive); got {test_size}")
+    if getattr(data, "fixed_split", None) is not None:
+        train, val, test = data.fixed_split  # the data's own split (validation rows: see make_folds)
+        return np.sort(np.concatenate([train, val])), np.sort(test)
+    if getattr(data, "chronological", False):
+        # The last share of time is the test period: nothing later than a training window's
+        # target may be trained on.
+        n_test = int(np.ceil(test_size * data.n_rows))
+        return np.arange(data.n_rows - n_test), np.arange(data.n_rows - n_test, data.n_rows)
     _check_class_sizes(data, minimum=2, purpose="the train/test split")
     index = np.arange(data.n_rows)
     n_test = int(np.ceil(test_size * data.n_rows))
@@ -131,7 +140,19 @@ def split_train_test(data: TabularData, test_size: float, seed: int) -> tuple[np
 def make_folds(
     data: TabularData, rows: np.ndarray, cv: int | None, val_size: float, seed: int
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Split `rows` into (train, validation) pairs: k folds when `cv` is set, else one holdout split."""
+    """Split `rows` into (train, validation) pairs: k folds when `cv` is set, else one holdout split.
+
+    Data with its own split keeps its validation rows; a time series is split in time order
+    (expanding windows with cv, the last share of time as validation otherwise)."""
+    if getattr(data, "fixed_split", None) is not None and cv is None:
+        train, val, _ = data.fixed_split
+        return [(np.sort(train), np.sort(val))]
+    if getattr(data, "chronological", False):
+        rows = np.sort(rows)
+        if cv is not None:
+            return [(rows[tr], rows[va]) for tr, va in TimeSeriesSplit(n_splits=cv).split(rows)]
+        n_val = max(1, int(np.ceil(val_size * len(rows))))
+        return [(rows[:-n_val], rows[-n_val:])]
     y = data.y[rows]
     stratify = data.is_classification
     if cv is not None:
@@ -172,9 +193,24 @@ class EncodedSplit:
     def n_features(self) -> int:
         return self.X_train.shape[1]
 
+    def model_input(self) -> dict:
+        """The ModelMeta fields these samples imply (input_dim, and for non-table kinds the
+        sample shape, vocabulary and extras)."""
+        if hasattr(self.preprocessor, "model_input"):
+            extra = self.preprocessor.model_input()
+            shape = tuple(extra.get("input_shape", self.X_train.shape[1:]))
+            return {"input_dim": int(np.prod(shape)) if shape else 1, **extra, "input_shape": shape}
+        return {"input_dim": self.n_features, "input_shape": (self.n_features,)}
 
-def encode_split(data: TabularData, train_rows: np.ndarray, eval_rows: np.ndarray | None) -> EncodedSplit:
+
+def encode_split(data: TabularData | ArrayData, train_rows: np.ndarray,
+                 eval_rows: np.ndarray | None) -> EncodedSplit:
     """Fit the preprocessing on `train_rows` only and apply it to both sets (no leakage)."""
+    if isinstance(data, ArrayData):
+        encoder = data.make_encoder().fit(data.features[train_rows])
+        X_eval = encoder.transform(data.features[eval_rows]) if eval_rows is not None else None
+        return EncodedSplit(encoder.transform(data.features[train_rows]), data.y[train_rows], X_eval,
+                            data.y[eval_rows] if eval_rows is not None else None, encoder)
     preprocessor = make_preprocessor(data.schema)
     fit_rows = train_rows
     if len(train_rows) > FIT_ROWS:

@@ -17,6 +17,7 @@ from torch import nn
 
 from ..config import RunConfig, build_config
 from ..data import (
+    DataOptions,
     EncodedSplit,
     TabularData,
     attach_unlabeled,
@@ -25,6 +26,7 @@ from ..data import (
     encode_split,
     fetch,
     is_url,
+    load_data,
     load_tabular,
     make_folds,
     read_table,
@@ -32,7 +34,7 @@ from ..data import (
     transform,
 )
 from ..errors import ConfigError, check_choice
-from ..models import ModelMeta, get_family
+from ..models import family_names, get_family
 from ..models import mlp as mlp_family
 from ..predictor import FILES as MODEL_FILES
 from ..predictor import load_pretrained
@@ -51,6 +53,7 @@ from ..search import (
     make_sampler,
     resolve_space,
     run_trials,
+    split_meta,
 )
 from ..training import (
     CURRICULA,
@@ -75,6 +78,9 @@ from ..training import SPACE as RECIPE_SPACE
 from ._budget import Budget
 
 BuildModel = Callable[[HyperParameters], nn.Module]
+# The family a kind of data gets when none is named (`--family auto` searches all that fit).
+DEFAULT_FAMILY = {"table": "mlp", "image": "cnn", "signal": "cnn", "timeseries": "cnn", "text": "rnn",
+                  "graph": "gnn"}
 
 # Names whose values must come from a known list, checked before any trial runs.
 KNOWN_CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "loss": LOSSES,
@@ -135,8 +141,17 @@ def prepare(cfg: RunConfig, data: Any = None, y: Any = None, build_model: BuildM
                              difficulty_column=column)
         table.name = Path(str(source).split("?", 1)[0]).stem
     else:
-        table = load_tabular(source, cfg.data.target, y=y, dataset=cfg.data.dataset, task=cfg.data.task,
-                             difficulty_column=column)
+        d = cfg.data
+        table = load_data(source, y=y, dataset=d.dataset, options=DataOptions(
+            kind=d.kind, target=d.target, task=d.task, labels=d.labels, text_column=d.text_column,
+            tokenizer=d.tokenizer, vocab_size=d.vocab_size, seq_len=d.seq_len, time_column=d.time_column,
+            lookback=d.lookback, horizon=d.horizon, graph=d.graph, difficulty_column=column))
+        if data_kind(table) != "table" and (column or cfg.data.unlabeled):
+            raise ConfigError(f"curriculum columns and unlabeled rows work with tables; this data is "
+                              f"{data_kind(table)} data")
+        if "family" not in cfg.model.model_fields_set:
+            cfg.model.family = DEFAULT_FAMILY[data_kind(table)]  # stored with the study as chosen here
+        _check_family_fits(cfg.model.family, data_kind(table), build_model)
     if cfg.data.unlabeled:
         if cfg.training.pretrain.epochs == 0:
             raise ConfigError("unlabeled rows are used for autoencoder pretraining: give training.pretrain.epochs "
@@ -144,7 +159,7 @@ def prepare(cfg: RunConfig, data: Any = None, y: Any = None, build_model: BuildM
         attach_unlabeled(table, read_table(cfg.data.unlabeled), f"unlabeled data '{cfg.data.unlabeled}'")
     ref = data_reference(source, cfg.data.dataset, y=y, content=content)
     metric = get_metric(cfg.search.metric or default_metric(table.task), table.task)
-    space, fixed = space_for(cfg, build_model)
+    space, fixed = space_for(cfg, build_model, data_kind(table))
     objectives = make_objectives(metric.name, metric.direction, cfg.search.objectives, cfg.search.constraints,
                                  cfg.search.pick)
     if objectives.multi and cfg.search.pruner not in ("none", "auto"):
@@ -183,8 +198,10 @@ def plan_of_study(attrs: dict[str, Any], data: Any = None, y: Any = None,
     return plan
 
 
-def space_for(cfg: RunConfig, build_model: BuildModel | None) -> tuple[Space, dict[str, Any]]:
-    """The run's search space and fixed values: family + recipe defaults, then the user's."""
+def space_for(cfg: RunConfig, build_model: BuildModel | None, kind: str = "table") -> tuple[Space, dict[str, Any]]:
+    """The run's search space and fixed values: family + recipe defaults, then the user's.
+    Family `auto` searches every family that fits the data's kind, each family's parameters
+    conditional on it being chosen."""
     training = cfg.training
     fixed_defaults = {
         **RECIPE_DEFAULTS,
@@ -200,7 +217,11 @@ def space_for(cfg: RunConfig, build_model: BuildModel | None) -> tuple[Space, di
         "pretrain_noise": training.pretrain.noise,
     }
     default_space = dict(RECIPE_SPACE)
-    if build_model is None:
+    if build_model is None and cfg.model.family == "auto":
+        family_space, family_defaults = _families_space(kind)
+        fixed_defaults = {**family_defaults, **fixed_defaults}
+        default_space = {**family_space, **default_space}
+    elif build_model is None:
         family = get_family(cfg.model.family)
         fixed_defaults = {**family.defaults, **fixed_defaults}
         default_space = {**family.space, **default_space}
@@ -231,8 +252,44 @@ def _check_pretrained_fits(state: dict[str, torch.Tensor], table: TabularData, t
         return
     split = encode_split(table, train_rows, None)
     head = make_head(table.task, split.y_train, len(table.classes), fixed)
-    module, _ = make_module(family, fixed, ModelMeta(split.n_features, head.output_dim, table.task))
+    module, _ = make_module(family, fixed, split_meta(split, head.output_dim, table.task, data_kind(table)))
     apply_pretrained(module, state)
+
+
+def _families_space(kind: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`family` as a choice among those for `kind`, and each family's entries applying only
+    when it is chosen (an entry that several families share applies to all of them, with the
+    first family's range)."""
+    names = family_names(kind)
+    if not names:
+        raise ConfigError(f"no model family takes {kind} data")
+    space: dict[str, Any] = {"family": {"type": "categorical", "choices": names}}
+    users: dict[str, list[str]] = {}
+    defaults: dict[str, Any] = {}
+    for name in names:
+        family = get_family(name)
+        for key, spec in family.space.items():
+            users.setdefault(key, []).append(name)
+            space.setdefault(key, dict(spec))
+        defaults = {**family.defaults, **defaults}
+    for key, families in users.items():
+        own = space[key].get("when") or {}
+        space[key] = {**space[key], "when": {**own, "family": families}}
+    return space, defaults
+
+
+def _check_family_fits(family: str, kind: str, build_model: BuildModel | None) -> None:
+    if build_model is not None or family == "auto":
+        return
+    fits = get_family(family).data_kinds
+    if kind not in fits:
+        raise ConfigError(f"family '{family}' does not take {kind} data (it takes {', '.join(fits)}); "
+                          f"families for {kind} data: {', '.join(family_names(kind)) or 'none'}, or --family auto")
+
+
+def data_kind(table: Any) -> str:
+    """table, image, signal, timeseries, text or graph."""
+    return getattr(table, "kind", "table")
 
 
 def pretrained_architecture(source: str, family: str) -> dict[str, Any]:
@@ -262,7 +319,7 @@ def search(plan: Plan, study: optuna.Study, budget: Budget, device: torch.device
     objective = Objective(folds, plan.table.task, len(plan.table.classes), plan.metric, plan.space,
                           plan.fixed, plan.model, device, plan.cfg.seed,
                           trial_deadline=budget.trial_deadline, objectives=plan.objectives,
-                          pretrained=plan.pretrained)
+                          pretrained=plan.pretrained, kind=data_kind(plan.table))
     n_fold_rows = len(folds[0].y_train)
 
     def plan_final(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -279,13 +336,14 @@ def train_final(table: TabularData, train_rows: np.ndarray, test_rows: np.ndarra
                  seed: int, deadline: float | None, pretrained: dict[str, torch.Tensor] | None = None) -> tuple:
     """Retrain `params` on all training rows for `epochs`, then score the test rows once.
 
-    Returns (module, params, head, fitted preprocessor, test scores). The training matrix is
+    Returns (module, params, head, fitted preprocessor, test scores, model meta). The training matrix is
     freed before the test rows are encoded, so a large table is never held twice.
     """
     final = encode_split(table, train_rows, None)
     head = make_head(table.task, final.y_train, len(table.classes), params)
     torch.manual_seed(seed)
-    module, params = make_module(source, params, ModelMeta(final.n_features, head.output_dim, table.task))
+    meta = split_meta(final, head.output_dim, table.task, data_kind(table))
+    module, params = make_module(source, params, meta)
     extras = prepare_fit(module, params, final.X_train, final.y_train, task=table.task,
                          n_classes=len(table.classes), epochs=epochs, device=device, seed=seed,
                          pretrained=pretrained, X_unlabeled=final.X_unlabeled, difficulty=final.difficulty)
@@ -294,7 +352,7 @@ def train_final(table: TabularData, train_rows: np.ndarray, test_rows: np.ndarra
     final.X_train = None
     X_test = torch.from_numpy(transform(final.preprocessor, table.features, test_rows)).to(device)
     test_scores = score_all(table.task, table.y[test_rows], head.scores(predict_outputs(module, X_test)))
-    return module, params, head, final.preprocessor, test_scores
+    return module, params, head, final.preprocessor, test_scores, meta
 
 
 def fold_rows(plan: Plan) -> int:

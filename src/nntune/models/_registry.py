@@ -18,11 +18,36 @@ from ..errors import check_choice
 
 @dataclass(frozen=True)
 class ModelMeta:
-    """What a builder needs to know about the data: input width, output width and task."""
+    """What a builder needs to know about the data: input width, output width and task, and
+    for data that is not a table its kind and the shape of one sample.
+
+    input_shape: one sample's shape, e.g. (features,) for tables, (channels, height, width)
+    for images, (channels, length) for signals and time-series windows, (length,) of token ids
+    for text, () for graph nodes (the graph itself is in `extra`). vocab_size: text only.
+    """
 
     input_dim: int
     output_dim: int
     task: str
+    kind: str = "table"
+    input_shape: tuple[int, ...] = ()
+    vocab_size: int = 0
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.input_shape) or (self.input_dim,)
+
+    def to_json(self) -> dict[str, Any]:
+        """What a saved model needs to rebuild the network (the graph's tensors are weights)."""
+        return {"input_dim": self.input_dim, "output_dim": self.output_dim, "task": self.task, "kind": self.kind,
+                "input_shape": list(self.shape), "vocab_size": self.vocab_size,
+                "extra": {k: v for k, v in self.extra.items() if isinstance(v, int | float | str | bool)}}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ModelMeta:
+        return cls(int(data["input_dim"]), int(data["output_dim"]), data["task"], data.get("kind", "table"),
+                   tuple(data.get("input_shape", ())), int(data.get("vocab_size", 0)), dict(data.get("extra", {})))
 
 
 @dataclass(frozen=True)
@@ -31,6 +56,7 @@ class Family:
     build: Callable[[Mapping[str, Any], ModelMeta], nn.Module]
     defaults: Mapping[str, Any] = field(default_factory=dict)
     space: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # The kinds of data the family fits: table, image, signal, timeseries, text, graph.
     data_kinds: tuple[str, ...] = ("table",)
     # Parameters that decide the shapes of the weights: fixed to a pretrained model's values
     # when a run starts from its weights. A key ending in '_*' stands for numbered ones.
@@ -54,8 +80,9 @@ def get_family(name: str) -> Family:
     return _FAMILIES[name]
 
 
-def family_names() -> list[str]:
-    return sorted(_FAMILIES)
+def family_names(kind: str | None = None) -> list[str]:
+    """Registered families, or those that fit data of `kind`."""
+    return sorted(n for n, f in _FAMILIES.items() if kind is None or kind in f.data_kinds)
 
 
 def build_model(family: str, params: Mapping[str, Any], meta: ModelMeta) -> nn.Module:

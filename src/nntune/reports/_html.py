@@ -126,7 +126,7 @@ def _baselines(result: dict, study: optuna.Study, plan) -> str:
         started = time.monotonic()
         params = {**plan.fixed, **default.params}
         epochs = final_epochs(default, len(plan.train_rows), fold_rows(plan), int(plan.fixed["max_epochs"]))
-        *_, scores = train_final(plan.table, plan.train_rows, plan.test_rows, params, epochs, plan.model,
+        *_, scores, _ = train_final(plan.table, plan.train_rows, plan.test_rows, params, epochs, plan.model,
                                  pick_device("cpu"), plan.cfg.seed, None, plan.pretrained)
         rows.append((f"default network (trial {default.number}'s recipe, untuned)", scores.get(metric),
                      f"{time.monotonic() - started:.1f} s"))

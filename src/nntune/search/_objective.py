@@ -29,7 +29,9 @@ def make_module(source: ModelSource, params: dict[str, Any], meta: ModelMeta,
     """Build the network for `params`: a registered family by name, or the user's function
     (which may ask the trial for more values). Returns the module and every value used."""
     if isinstance(source, str):
-        return build_model(source, params, meta), params
+        # Family auto: the trial chose one (its parameters carry the choice).
+        family = params.get("family", source) if source == "auto" else source
+        return build_model(family, params, meta), params
     hp = HyperParameters(meta, trial=trial, values=params)
     module = build_custom(source, hp)
     return module, {**params, **hp.values}
@@ -49,6 +51,7 @@ class Objective:
     trial_deadline: Callable[[float, bool], float | None] = lambda start, first: None
     objectives: Objectives | None = None
     pretrained: dict[str, torch.Tensor] | None = None  # transfer learning: the weights to start from
+    kind: str = "table"  # of the data: table, image, signal, timeseries, text, graph
     # Loss-based curriculum scores per (fold, loss, class weight): two small reference networks
     # per fold, computed once per worker instead of once per trial.
     _difficulty: dict[tuple, np.ndarray] = field(default_factory=dict)
@@ -73,7 +76,7 @@ class Objective:
                     break
                 torch.manual_seed(self.seed + trial.number)
                 head = make_head(self.task, fold.y_train, self.n_classes, params)
-                meta = ModelMeta(fold.n_features, head.output_dim, self.task)
+                meta = split_meta(fold, head.output_dim, self.task, self.kind)
                 module, params = make_module(self.model, params, meta, trial if k == 0 else None)
                 n_params = count_parameters(module)
                 extras = prepare_fit(
@@ -145,6 +148,11 @@ class Objective:
     @property
     def multi(self) -> bool:
         return self.objectives is not None and self.objectives.multi
+
+
+def split_meta(split: EncodedSplit, output_dim: int, task: str, kind: str = "table") -> ModelMeta:
+    """What the network builder needs to know about a split's encoded samples."""
+    return ModelMeta(output_dim=output_dim, task=task, kind=kind, **split.model_input())
 
 
 def _most_epochs(space: Space, fixed: dict[str, Any]) -> int:

@@ -76,6 +76,7 @@ def fit(
     row_schedule: RowSchedule | None = None,
     param_groups: Sequence[dict] | None = None,
     frozen: Sequence[nn.Module] = (),
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> FitResult:
     """Train `model` in place and return its per-epoch history.
 
@@ -85,7 +86,8 @@ def fit(
     stop_reason 'time'. `row_schedule` restricts the rows of each epoch (a curriculum);
     `param_groups` scales the learning rate per group of parameters (default: one group of all
     parameters that require gradients); `frozen` modules stay in eval mode while the rest
-    trains, so their batch-norm statistics do not move either.
+    trains, so their batch-norm statistics do not move either. `augment` transforms each
+    training batch's inputs on the device (never a validation batch).
     """
     recipe = {**DEFAULTS, **recipe}
     device = device or torch.device("cpu")
@@ -137,6 +139,8 @@ def fit(
             else:
                 idx = perm[lo:lo + batch_size]
                 xb, yb = X[idx], Y[idx]
+            if augment is not None:
+                xb = augment(xb)
             loss = loss_fn(model(xb), yb) if mixup is None else mixup.loss(model, loss_fn, xb, yb)
             if l1:
                 loss = loss + l1 * sum(p.abs().sum() for p in penalised)
