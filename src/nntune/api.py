@@ -23,7 +23,7 @@ from . import __version__
 from ._atomic import write_bytes, write_json, write_text
 from .config import RunConfig, build_config, load_config, merge
 from .data import read_table
-from .errors import ConfigError, NntuneError, check_choice, did_you_mean
+from .errors import ConfigError, DataError, NntuneError, check_choice, did_you_mean
 from .execution import (
     Budget,
     BuildModel,
@@ -114,7 +114,7 @@ OPTION_NAMES = frozenset({
     "pick", "warm_start", "cocktail", "depth_trials", "depth_max", "unlabeled", "pretrained",
     "freeze_layers", "pretrained_lr_scale", "pretrain_epochs", "pretrain_loss", "pretrain_noise",
     "curriculum", "curriculum_column", "pacing", "compress", "kind", "labels", "text_column", "tokenizer",
-    "vocab_size", "seq_len", "synonyms", "time_column", "lookback", "horizon", "graph"})
+    "vocab_size", "seq_len", "synonyms", "time_column", "lookback", "horizon", "graph", "augment"})
 
 
 def make_config(config: str | Path | RunConfig | Mapping[str, Any] | None = None,
@@ -146,7 +146,8 @@ def make_config(config: str | Path | RunConfig | Mapping[str, Any] | None = None
                    "objectives": _listed(options.get("objectives")),
                    "constraints": _listed(options.get("constraints")), "pick": options.get("pick"),
                    "warm_start": options.get("warm_start"), "cocktail": options.get("cocktail"),
-                   "depth_trials": options.get("depth_trials"), "depth_max": options.get("depth_max")},
+                   "depth_trials": options.get("depth_trials"), "depth_max": options.get("depth_max"),
+                   "augment": options.get("augment")},
         "execution": {"workers": options.get("workers"), "backend": options.get("backend"),
                       "address": options.get("address"), "cpus_per_trial": options.get("cpus_per_trial"),
                       "gpus_per_trial": options.get("gpus_per_trial"), "heartbeat": options.get("heartbeat"),
@@ -555,18 +556,34 @@ def show(run_dir: str | Path) -> dict[str, Any]:
 
 def predict(model_dir: str | Path, data: str | Path | pd.DataFrame, out: str | Path | None = None,
             proba: bool = False) -> pd.DataFrame:
-    """Predictions of a saved model for a table: a `prediction` column, or one probability
-    column per class with `proba`. Written atomically to `out` (CSV or Parquet) when given."""
+    """Predictions of a saved model: a `prediction` column, or one probability column per
+    class with `proba`. `data`: a table (CSV/Parquet/DataFrame; texts in the column the model
+    was trained on) or, for image, signal and window models, samples in a .npy file (or .npz
+    with 'X'). Written atomically to `out` (CSV or Parquet) when given."""
     model = load(model_dir)
-    frame = read_table(data) if isinstance(data, str | Path) else data
-    if proba:
-        table = pd.DataFrame(model.predict_proba(frame),
-                             columns=[f"proba_{c}" for c in model.classes_], index=frame.index)
+    if isinstance(data, str | Path) and Path(data).suffix.lower() in (".npy", ".npz"):
+        frame = _read_samples(Path(data))
     else:
-        table = pd.DataFrame({"prediction": model.predict(frame)}, index=frame.index)
+        frame = read_table(data) if isinstance(data, str | Path) else data
+    index = frame.index if isinstance(frame, pd.DataFrame) else None
+    if proba:
+        table = pd.DataFrame(model.predict_proba(frame), columns=[f"proba_{c}" for c in model.classes_], index=index)
+    else:
+        table = pd.DataFrame({"prediction": model.predict(frame)}, index=index)
     if out is not None:
         write_table(Path(out), table)
     return table
+
+
+def _read_samples(path: Path) -> np.ndarray:
+    if not path.exists():
+        raise DataError(f"data file '{path}' does not exist")
+    if path.suffix.lower() == ".npy":
+        return np.load(path)
+    with np.load(path) as archive:
+        if "X" not in archive:
+            raise DataError(f"'{path}' holds {', '.join(archive.files)}; the samples are read from 'X'")
+        return archive["X"]
 
 
 def write_table(path: Path, table: pd.DataFrame) -> None:

@@ -76,6 +76,18 @@ def tune(
     curriculum_column: Annotated[Opt[str], typer.Option(help="curriculum difficulty from this column (higher = harder) instead of a reference model's loss")] = None,
     pacing: Annotated[Opt[str], typer.Option(help="curriculum pacing: linear, root or step")] = None,
     compress: Annotated[Opt[str], typer.Option(help="compress the tuned model afterwards: prune, quantize, distill (comma-separated)")] = None,
+    kind: Annotated[Opt[str], typer.Option(help="auto, table, image, signal, timeseries, text, graph (default: detected)")] = None,
+    labels: Annotated[Opt[str], typer.Option(help="images or signals in a .npy file: the labels' .npy file")] = None,
+    text_column: Annotated[Opt[str], typer.Option(help="text: the column of texts (a position such as 1 for files without a header)")] = None,
+    tokenizer: Annotated[Opt[str], typer.Option(help="text: word or bpe, trained on the training texts")] = None,
+    vocab_size: Annotated[Opt[int], typer.Option(help="text: the largest vocabulary")] = None,
+    seq_len: Annotated[Opt[int], typer.Option(help="text: the most tokens per text")] = None,
+    synonyms: Annotated[Opt[str], typer.Option(help="text augmentation: a CSV of word,synonym rows")] = None,
+    time_column: Annotated[Opt[str], typer.Option(help="time series: the column of time stamps")] = None,
+    lookback: Annotated[Opt[int], typer.Option(help="time series: the longest window of past steps")] = None,
+    horizon: Annotated[Opt[int], typer.Option(help="time series: forecast this many steps ahead")] = None,
+    graph: Annotated[Opt[str], typer.Option(help="graph: the Planetoid data set in the --data folder (Cora)")] = None,
+    augment: Annotated[bool, typer.Option("--augment", help="search the data kind's augmentations (off by default)")] = False,
     no_report: Annotated[bool, typer.Option("--no-report", help="do not write report.html into the run directory")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as one JSON object")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="print nothing but errors")] = False,
@@ -95,6 +107,9 @@ def tune(
         warm_start=warm_start, cocktail=cocktail or None, depth_trials=depth_trials, depth_max=depth_max,
         unlabeled=unlabeled, pretrain_epochs=pretrain_epochs, pretrained=pretrained, freeze_layers=freeze_layers,
         curriculum=curriculum, curriculum_column=curriculum_column, pacing=pacing, compress=compress,
+        kind=kind, labels=labels, text_column=text_column, tokenizer=tokenizer, vocab_size=vocab_size,
+        seq_len=seq_len, synonyms=synonyms, time_column=time_column, lookback=lookback, horizon=horizon,
+        graph=graph, augment=augment or None,
     )
     if cfg.search.timeout is not None:
         # The limit is for the whole command: the seconds spent starting Python and importing

@@ -113,6 +113,9 @@ class SearchConfig(_Section):
     cocktail: bool = Field(False, description="regularisation cocktail: each regulariser (dropout, batch "
                            "norm, weight decay, L1, mixup, clipping, skip connections) an on/off switch "
                            "with its strength as a conditional parameter")
+    augment: bool = Field(False, description="search the data kind's augmentations: flips, rotations, crops, "
+                          "jitter and cutout for images; jitter, scaling, shifts and warps for signals and time "
+                          "series; token deletion, swaps, insertions and synonyms for text; noise for tables")
     depth_trials: int = Field(6, ge=1, description="strategy depth: trials per depth tried, each scored by "
                               "k-fold CV; counted apart from `trials`, which all go to the chosen depth")
     depth_max: int | None = Field(None, ge=0, description="strategy depth: the deepest n_layers tried "

@@ -92,7 +92,8 @@ def _evaluate(run_dir: Path, attrs: dict, data: Any, y: Any, model: Any = None):
     except NntuneError:
         return None
     rows = plan.test_rows
-    features = plan.table.features.iloc[rows]
+    table = plan.table
+    features = table.features.iloc[rows] if hasattr(table.features, "iloc") else table.features[rows]
     y_test = plan.table.y[rows]
     scores = model.predict(features) if plan.table.task == "regression" else model.predict_proba(features)
     return plan, model, np.asarray(y_test), np.asarray(scores)
@@ -130,17 +131,21 @@ def _baselines(result: dict, study: optuna.Study, plan) -> str:
                                  pick_device("cpu"), plan.cfg.seed, None, plan.pretrained)
         rows.append((f"default network (trial {default.number}'s recipe, untuned)", scores.get(metric),
                      f"{time.monotonic() - started:.1f} s"))
-    started = time.monotonic()
-    split = encode_split(plan.table, plan.train_rows, None)
     table = plan.table
-    booster = (HistGradientBoostingRegressor if table.task == "regression" else HistGradientBoostingClassifier)(
-        random_state=plan.cfg.seed)
-    booster.fit(split.X_train, split.y_train)
-    X_test = transform(split.preprocessor, table.features, plan.test_rows)
-    raw = booster.predict(X_test) if table.task == "regression" else booster.predict_proba(X_test)
-    scores = score_all(table.task, table.y[plan.test_rows], np.asarray(raw, dtype=np.float64))
-    rows.append(("HistGradientBoosting (scikit-learn defaults)", scores.get(metric),
-                 f"{time.monotonic() - started:.1f} s"))
+    # Boosted trees on the encoded samples (flattened pixels, signal values, window values); token
+    # ids and node numbers are not features a tree could use, so texts and graphs go without.
+    if getattr(table, "kind", "table") not in ("text", "graph"):
+        started = time.monotonic()
+        split = encode_split(table, plan.train_rows, None)
+        booster = (HistGradientBoostingRegressor if table.task == "regression" else HistGradientBoostingClassifier)(
+            random_state=plan.cfg.seed)
+        booster.fit(split.X_train.reshape(len(split.X_train), -1), split.y_train)
+        X_test = transform(split.preprocessor, table.features, plan.test_rows)
+        X_test = X_test.reshape(len(X_test), -1)
+        raw = booster.predict(X_test) if table.task == "regression" else booster.predict_proba(X_test)
+        scores = score_all(table.task, table.y[plan.test_rows], np.asarray(raw, dtype=np.float64))
+        rows.append(("HistGradientBoosting (scikit-learn defaults)", scores.get(metric),
+                     f"{time.monotonic() - started:.1f} s"))
     body = "".join(f"<tr><td>{html.escape(name)}</td><td>{_fmt(score)}</td><td>{cost}</td></tr>"
                    for name, score, cost in rows)
     return (f"<section><h2>What tuning bought</h2><p>Test {html.escape(metric)} on the same held-out rows, "
@@ -172,7 +177,9 @@ def _summary(result: dict, attrs: dict) -> str:
     balance = ", ".join(f"{k}: {v}" for k, v in (data.get("classes") or {}).items())
     run = attrs.get("run") or {}
     rows = [
-        ("data", f"{data.get('name', '-')}: {data.get('rows', '-')} rows, {data.get('features', '-')} features"),
+        ("data", f"{data.get('name', '-')}: {data.get('rows', '-')} rows, {data.get('features', '-')} features"
+         if "kind" not in data else
+         f"{data.get('name', '-')}: {data.get('rows', '-')} {data['kind']} samples of shape {data.get('sample_shape')}"),
         ("task", f"{data.get('task', '-')} (target {data.get('target', '-')})"),
         ("class balance", balance or "-"),
         ("budget", f"{search.get('trials') or '-'} trials, timeout {run.get('timeout') or search.get('timeout') or 'none'}"),
