@@ -296,7 +296,7 @@ def tune(
     epochs = final_epochs(best, len(plan.train_rows), fold_rows(plan), int(plan.fixed["max_epochs"]))
     module, params, head, preprocessor, test_scores, meta = train_final(
         plan.table, plan.train_rows, plan.test_rows, params, epochs, plan.model, device,
-        cfg.seed, budget.final_deadline(), plan.pretrained)
+        cfg.seed, budget.final_deadline(), plan.pretrained, plan.synonym_words())
 
     table = plan.table
     info = {"family": "custom" if build_model else params.get("family", cfg.model.family), "params": params,

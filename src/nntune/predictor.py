@@ -68,6 +68,8 @@ class Predictor:
         """Images, signals, windows, texts or node indices through the model's encoder."""
         if isinstance(data, pd.DataFrame):
             column = self.info.get("input_column")
+            if column is not None and column not in data.columns and column.isdigit() and int(column) in data.columns:
+                column = int(column)  # a file without a header, read with numbered columns
             if column is None or column not in data.columns:
                 raise DataError(f"this {self.kind} model takes an array of samples"
                                 + (f" or a frame with column '{column}'" if column else ""))

@@ -2,9 +2,11 @@
 
 from ._arrays import KINDS, ArrayData, Encoder, Standardize, encode_labels, encoder_from_json, register_encoder
 from ._fingerprint import check_same_data, data_reference, file_sha256, memory_sha256
+from ._images import load_images
 from ._kinds import DataOptions, detect_kind, load_data
 from ._preprocess import make_preprocessor, transform
 from ._schema import Schema, conform, infer_schema
+from ._signals import load_signals
 from ._sources import BUILTIN_DATASETS, as_table, fetch, is_url, read_table
 from ._tabular import (
     EncodedSplit,
@@ -16,9 +18,12 @@ from ._tabular import (
     split_train_test,
 )
 from ._task import TASKS, detect_task
+from ._text import TextEncoder, load_text
+from ._timeseries import TimeSeriesData, WindowScaler, load_timeseries, seasonal_naive
 
 __all__ = [
-    "DataOptions", "detect_kind", "load_data",
+    "DataOptions", "detect_kind", "load_data", "load_images", "load_signals", "TimeSeriesData", "WindowScaler",
+    "load_timeseries", "seasonal_naive", "TextEncoder", "load_text",
     "KINDS", "ArrayData", "Encoder", "Standardize", "encode_labels", "encoder_from_json", "register_encoder",
     "BUILTIN_DATASETS", "TASKS", "EncodedSplit", "Schema", "TabularData", "as_table", "attach_unlabeled",
     "check_same_data", "conform", "data_reference", "detect_task", "fetch", "file_sha256", "is_url",

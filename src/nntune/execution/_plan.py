@@ -47,6 +47,7 @@ from ..search import (
     Space,
     TrialCallback,
     best_trial,
+    fold_synonyms,
     make_module,
     make_objectives,
     make_pruner,
@@ -56,6 +57,7 @@ from ..search import (
     split_meta,
 )
 from ..training import (
+    AUGMENT_DEFAULTS,
     CURRICULA,
     LOSSES,
     OPTIMIZERS,
@@ -64,10 +66,12 @@ from ..training import (
     SCHEDULES,
     Metric,
     apply_pretrained,
+    augment_space,
     cocktail_space,
     default_metric,
     fit,
     get_metric,
+    load_synonyms,
     make_head,
     predict_outputs,
     prepare_fit,
@@ -78,6 +82,7 @@ from ..training import SPACE as RECIPE_SPACE
 from ._budget import Budget
 
 BuildModel = Callable[[HyperParameters], nn.Module]
+GRAPH_BATCH = 1_000_000  # clipped to the training nodes by the trainer: full-batch training
 # The family a kind of data gets when none is named (`--family auto` searches all that fit).
 DEFAULT_FAMILY = {"table": "mlp", "image": "cnn", "signal": "cnn", "timeseries": "cnn", "text": "rnn",
                   "graph": "gnn"}
@@ -108,6 +113,10 @@ class Plan:
         cfg = self.cfg
         return [encode_split(self.table, tr, va)
                 for tr, va in make_folds(self.table, self.train_rows, cfg.search.cv, cfg.data.val_size, cfg.seed)]
+
+    def synonym_words(self) -> dict[str, list[str]] | None:
+        """Text augmentation's synonym table (data.synonyms), word -> synonyms."""
+        return load_synonyms(self.cfg.data.synonyms) if self.cfg.data.synonyms else None
 
     def sampler(self, worker: int = 0) -> optuna.samplers.BaseSampler:
         objectives = self.objectives
@@ -225,6 +234,11 @@ def space_for(cfg: RunConfig, build_model: BuildModel | None, kind: str = "table
         family = get_family(cfg.model.family)
         fixed_defaults = {**family.defaults, **fixed_defaults}
         default_space = {**family.space, **default_space}
+    kind_space, kind_fixed = _kind_space(cfg, kind)
+    default_space = {**default_space, **kind_space}
+    fixed_defaults = {**fixed_defaults, **kind_fixed}
+    # A value the kind fixes leaves the default space (the user may still search it).
+    default_space = {k: v for k, v in default_space.items() if k not in kind_fixed or k in kind_space}
     user_space = dict(cfg.search.space)
     if training.pretrained and build_model is None:
         # The weights fix the network's shape: its width and depth are not searched.
@@ -254,6 +268,29 @@ def _check_pretrained_fits(state: dict[str, torch.Tensor], table: TabularData, t
     head = make_head(table.task, split.y_train, len(table.classes), fixed)
     module, _ = make_module(family, fixed, split_meta(split, head.output_dim, table.task, data_kind(table)))
     apply_pretrained(module, state)
+
+
+def _kind_space(cfg: RunConfig, kind: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Entries and fixed values that only one kind of data has: the vocabulary and text length
+    (up to what the encoder keeps), a time series' lookback, full-batch training on a graph,
+    and with `search.augment` the kind's augmentations."""
+    data = cfg.data
+    space: dict[str, Any] = {}
+    fixed: dict[str, Any] = dict(AUGMENT_DEFAULTS)
+    if kind == "text":
+        vocabularies = {v for v in (2000, 5000, 10000) if v < data.vocab_size} | {data.vocab_size}
+        space["vocab_size"] = {"type": "categorical", "choices": sorted(vocabularies)}
+        space["seq_len"] = {"type": "categorical",
+                            "choices": sorted({n for n in (32, 64) if n < data.seq_len} | {data.seq_len})}
+    elif kind == "timeseries" and data.lookback > 4:
+        space["lookback"] = {"type": "int", "low": 4, "high": data.lookback}
+    elif kind == "graph":
+        # One batch of every training node, as GCN-style training does: the message passing
+        # runs over the whole graph whatever the batch, so smaller batches only cost more passes.
+        fixed["batch_size"] = GRAPH_BATCH
+    if cfg.search.augment:
+        space.update(augment_space(kind, synonyms=bool(data.synonyms)))
+    return space, fixed
 
 
 def _families_space(kind: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -319,7 +356,8 @@ def search(plan: Plan, study: optuna.Study, budget: Budget, device: torch.device
     objective = Objective(folds, plan.table.task, len(plan.table.classes), plan.metric, plan.space,
                           plan.fixed, plan.model, device, plan.cfg.seed,
                           trial_deadline=budget.trial_deadline, objectives=plan.objectives,
-                          pretrained=plan.pretrained, kind=data_kind(plan.table))
+                          pretrained=plan.pretrained, kind=data_kind(plan.table),
+                          synonym_words=plan.synonym_words())
     n_fold_rows = len(folds[0].y_train)
 
     def plan_final(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -333,7 +371,8 @@ def search(plan: Plan, study: optuna.Study, budget: Budget, device: torch.device
 
 def train_final(table: TabularData, train_rows: np.ndarray, test_rows: np.ndarray,
                  params: dict[str, Any], epochs: int, source: ModelSource, device: torch.device,
-                 seed: int, deadline: float | None, pretrained: dict[str, torch.Tensor] | None = None) -> tuple:
+                 seed: int, deadline: float | None, pretrained: dict[str, torch.Tensor] | None = None,
+                 synonym_words: dict[str, list[str]] | None = None) -> tuple:
     """Retrain `params` on all training rows for `epochs`, then score the test rows once.
 
     Returns (module, params, head, fitted preprocessor, test scores, model meta). The training matrix is
@@ -346,7 +385,8 @@ def train_final(table: TabularData, train_rows: np.ndarray, test_rows: np.ndarra
     module, params = make_module(source, params, meta)
     extras = prepare_fit(module, params, final.X_train, final.y_train, task=table.task,
                          n_classes=len(table.classes), epochs=epochs, device=device, seed=seed,
-                         pretrained=pretrained, X_unlabeled=final.X_unlabeled, difficulty=final.difficulty)
+                         pretrained=pretrained, X_unlabeled=final.X_unlabeled, difficulty=final.difficulty,
+                         kind=data_kind(table), synonyms=fold_synonyms(final, synonym_words))
     fit(module, head, final.X_train, final.y_train, params, epochs=epochs, device=device,
         seed=seed, deadline=deadline, **extras)
     final.X_train = None

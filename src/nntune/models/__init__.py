@@ -1,6 +1,14 @@
 """Models: the family registry and the networks. Builds modules from plain values only."""
 
-from . import mlp  # noqa: F401  (registers the 'mlp' family)
+from . import (
+    capsnet,  # noqa: F401  (registers the 'capsnet' family)
+    cnn,  # noqa: F401  (registers the 'cnn' family)
+    cnn_rnn,  # noqa: F401  (registers the 'cnn_rnn' family)
+    gnn,  # noqa: F401  (registers 'gnn'; torch_geometric is imported at build time)
+    mlp,  # noqa: F401  (registers the 'mlp' family)
+    rnn,  # noqa: F401  (registers the 'rnn' family)
+    transformer,  # noqa: F401  (registers the 'transformer' family)
+)
 from ._registry import (
     Family,
     ModelMeta,

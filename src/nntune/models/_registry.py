@@ -88,7 +88,12 @@ def family_names(kind: str | None = None) -> list[str]:
 def build_model(family: str, params: Mapping[str, Any], meta: ModelMeta) -> nn.Module:
     """Build a network of `family` from plain values; missing values take the family's defaults."""
     spec = get_family(family)
-    return spec.build({**spec.defaults, **params}, meta)
+    module = spec.build({**spec.defaults, **params}, meta)
+    if meta.kind == "timeseries" and meta.output_dim == 1 and "target_channel" in meta.extra:
+        from ._inputs import LastValueSkip  # the families import _inputs, which imports this module
+
+        module = LastValueSkip(module, int(meta.extra["target_channel"]))
+    return module
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -4,7 +4,7 @@ from ._auto import AutoPruner, AutoSampler, starting_points
 from ._blackbox import Ask, Budget, OptimizeResult, Study, create_study, optimize
 from ._cv_pruning import CrossValidationPruner
 from ._hp import HyperParameters
-from ._objective import ModelSource, Objective, make_module, split_meta
+from ._objective import ModelSource, Objective, fold_synonyms, make_module, split_meta
 from ._objectives import COSTS, Objectives, make_objectives, pick_trial
 from ._pruners import PRUNERS, make_pruner
 from ._run import TrialCallback, run_trials
@@ -35,7 +35,8 @@ __all__ = [
     "COSTS", "FINISHED", "PRUNERS", "STRATEGIES", "CrossValidationPruner", "HyperParameters", "ModelSource",
     "Objective",
     "Objectives", "Space", "TrialCallback", "absolute_storage", "best_trial", "count_states",
-    "counts_toward_budget", "split_meta", "fail_dead_trials", "finished_trials", "get_storage", "grid_space",
+    "counts_toward_budget", "fold_synonyms", "split_meta", "fail_dead_trials", "finished_trials", "get_storage",
+    "grid_space",
     "is_journal", "make_module", "make_objectives", "make_pruner", "make_sampler", "open_study",
     "pareto_front", "parse_space", "pick_trial", "resolve_space", "run_trials", "storage_url",
     "study_exists", "suggest", "trial_records", "worker_identity",

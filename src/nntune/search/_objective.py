@@ -15,7 +15,7 @@ from torch import nn
 from ..data import EncodedSplit
 from ..errors import TrialFailed
 from ..models import ModelMeta, build_model, count_parameters
-from ..training import DEFAULTS, Metric, difficulty_from_loss, fit, make_head, prepare_fit
+from ..training import DEFAULTS, Metric, difficulty_from_loss, fit, make_head, prepare_fit, synonym_ids
 from ._cv_pruning import FOLDS_ATTR, SCORES_ATTR, STRIDE_ATTR, fold_stride
 from ._hp import HyperParameters, build_custom
 from ._objectives import Objectives
@@ -52,6 +52,7 @@ class Objective:
     objectives: Objectives | None = None
     pretrained: dict[str, torch.Tensor] | None = None  # transfer learning: the weights to start from
     kind: str = "table"  # of the data: table, image, signal, timeseries, text, graph
+    synonym_words: dict[str, list[str]] | None = None  # text augmentation: word -> synonyms
     # Loss-based curriculum scores per (fold, loss, class weight): two small reference networks
     # per fold, computed once per worker instead of once per trial.
     _difficulty: dict[tuple, np.ndarray] = field(default_factory=dict)
@@ -83,7 +84,8 @@ class Objective:
                     module, params, fold.X_train, fold.y_train, task=self.task, n_classes=self.n_classes,
                     epochs=int(params["max_epochs"]), device=self.device, seed=self.seed + trial.number,
                     pretrained=self.pretrained, X_unlabeled=fold.X_unlabeled,
-                    difficulty=self.difficulty(k, fold, params))
+                    difficulty=self.difficulty(k, fold, params), kind=self.kind,
+                    synonyms=self.synonyms(fold))
                 result = fit(
                     module, head, fold.X_train, fold.y_train, params,
                     X_val=fold.X_eval, y_val=fold.y_eval, metric=self.metric,
@@ -134,6 +136,10 @@ class Objective:
         self.objectives.record_constraints(trial, float(np.mean(scores)), attrs)
         return self.objectives.values(float(np.mean(scores)), attrs)
 
+    def synonyms(self, fold: EncodedSplit) -> dict[int, list[int]] | None:
+        """The synonym table in this fold's token ids (each fold trains its own tokenizer)."""
+        return fold_synonyms(fold, self.synonym_words)
+
     def difficulty(self, k: int, fold: EncodedSplit, params: dict[str, Any]) -> np.ndarray | None:
         """The curriculum scores of fold k's training rows: the user's column, or the cached
         reference-model losses when the recipe orders rows by difficulty."""
@@ -148,6 +154,13 @@ class Objective:
     @property
     def multi(self) -> bool:
         return self.objectives is not None and self.objectives.multi
+
+
+def fold_synonyms(split: EncodedSplit, words: dict[str, list[str]] | None) -> dict[int, list[int]] | None:
+    """A word -> synonyms table as the split's token ids, for text augmentation."""
+    if not words or not hasattr(split.preprocessor, "token_id"):
+        return None
+    return synonym_ids(words, split.preprocessor.token_id)
 
 
 def split_meta(split: EncodedSplit, output_dim: int, task: str, kind: str = "table") -> ModelMeta:

@@ -3,6 +3,14 @@
 Never imports optuna: the search layer observes training through the per-epoch callback.
 """
 
+from ._augment import (
+    AUGMENT_DEFAULTS,
+    augment_space,
+    back_translate,
+    load_synonyms,
+    make_augment,
+    synonym_ids,
+)
 from ._cocktail import COCKTAIL, cocktail_space
 from ._curriculum import (
     CURRICULA,
@@ -25,6 +33,7 @@ from ._trainer import FitResult, RowSchedule, TrainingDiverged, fit, predict_out
 from ._transfer import TRANSFER_DEFAULTS, TRANSFER_SPACE, Transfer, apply_pretrained
 
 __all__ = [
+    "AUGMENT_DEFAULTS", "augment_space", "back_translate", "load_synonyms", "make_augment", "synonym_ids",
     "CLASS_WEIGHTS", "COCKTAIL", "DEFAULTS", "LOSSES", "METRICS", "OPTIMIZERS", "SCHEDULES", "SPACE",
     "FitResult", "Head", "Metric", "RowSchedule", "Schedule", "TrainingDiverged", "available_cores",
     "cocktail_space", "default_metric", "fit", "idle_cores", "get_metric", "make_head", "make_optimizer", "pick_device",

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._augment import make_augment
 from ._curriculum import make_curriculum
 from ._pretrain import pretrain_encoder
 from ._transfer import apply_pretrained
@@ -31,9 +32,11 @@ def prepare_fit(
     pretrained: Mapping[str, torch.Tensor] | None = None,
     X_unlabeled: np.ndarray | None = None,
     difficulty: np.ndarray | None = None,
+    kind: str = "table",
+    synonyms: Mapping[int, list[int]] | None = None,
 ) -> dict[str, Any]:
     """Apply the recipe's pretraining steps to `module` in place and return the keyword
-    arguments they leave for `fit` (row_schedule, param_groups, frozen).
+    arguments they leave for `fit` (row_schedule, param_groups, frozen, augment).
 
     Order: the pretrained weights are loaded first (and the first `freeze_layers` frozen), then
     the autoencoder pretrains the layers still trainable on the training rows plus any unlabeled
@@ -59,4 +62,7 @@ def prepare_fit(
                                  difficulty=difficulty)
     if curriculum is not None:
         kwargs["row_schedule"] = curriculum
+    augment = make_augment(recipe, kind, seed=seed, synonyms=synonyms)
+    if augment is not None:
+        kwargs["augment"] = augment
     return kwargs

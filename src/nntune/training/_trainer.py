@@ -112,7 +112,8 @@ def fit(
     l1, l2 = float(recipe["l1"]), float(recipe["l2"])
     clip_norm, clip_value = recipe["clip_norm"], recipe["clip_value"]
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    mixup = Mixup.of(recipe, head, seed)
+    # Blending token ids or node numbers means nothing: mixup applies to float inputs only.
+    mixup = Mixup.of(recipe, head, seed) if X.is_floating_point() else None
     whole = X.element_size() * X.numel() <= PERMUTE_WHOLE_BYTES
 
     result = FitResult()

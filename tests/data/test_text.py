@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nntune.data import DataOptions, encode_split, encoder_from_json, load_data
+from nntune.data._text import TextEncoder, load_text
+from nntune.errors import ConfigError, DataError
+
+from ..conftest import SHARED_DATA
+
+SMS = SHARED_DATA / "text" / "sms_spam.tsv"
+
+
+@pytest.fixture
+def reviews_csv(tmp_path):
+    path = tmp_path / "reviews.csv"
+    pd.DataFrame({
+        "review": ["Good film, good cast", "bad plot", "GOOD, really good!", "so bad", "", "fine, good"],
+        "stars": ["pos", "neg", "pos", "neg", "neg", "pos"],
+    }).to_csv(path, index=False)
+    return path
+
+
+def test_reads_texts_and_labels_from_a_csv_with_header(reviews_csv):
+    data = load_text(reviews_csv, text_column="review", target="stars", seq_len=8)
+    assert data.kind == "text" and data.task == "binary" and data.classes == ["neg", "pos"]
+    assert data.features.dtype == object and data.features[4] == ""  # an empty text stays
+    assert data.y.tolist() == [1, 0, 1, 0, 0, 1]
+    assert data.details["input_column"] == "review" and data.details["tokenizer"] == "word"
+
+
+def test_load_data_dispatches_on_the_text_column(reviews_csv):
+    data = load_data(reviews_csv, options=DataOptions(text_column="review", target="stars"))
+    assert data.kind == "text" and data.n_rows == 6
+
+
+def test_header_less_sms_file_by_column_positions():
+    data = load_text(SMS, text_column="1", target="0")
+    # The UCI collection's 5,574 messages: a stray quote in one message must not swallow the
+    # next lines (a quote-aware reader merges three lines into one).
+    assert data.n_rows == 5574 and data.classes == ["ham", "spam"]
+    assert np.bincount(data.y).tolist() == [4827, 747]
+    assert data.features[0].startswith("Go until jurong point")
+    assert not any("\n" in text for text in data.features)
+
+
+def test_header_less_tsv_with_an_empty_text(tmp_path):
+    path = tmp_path / "plain.tsv"
+    path.write_text('a\t"quoted start\nb\t\na\tthird\n')  # a stray opening quote
+    data = load_text(path, text_column="1", target="0")
+    assert data.features.tolist() == ['"quoted start', "", "third"]
+    assert data.details["header"] is False
+    ids = TextEncoder(seq_len=4).fit(data.features).transform(data.features)
+    assert ids[1].tolist() == [0, 0, 0, 0]
+
+
+def test_missing_column_names_the_columns(reviews_csv):
+    with pytest.raises(DataError, match=r"text column 'reveiw' .*did you mean 'review'.*review, stars"):
+        load_text(reviews_csv, text_column="reveiw", target="stars")
+    with pytest.raises(DataError, match=r"target column 'label' .*its columns: review, stars"):
+        load_text(reviews_csv, text_column="review", target="label")
+    with pytest.raises(ConfigError, match="tokenizer must be one of word, bpe; got 'char'"):
+        load_text(reviews_csv, text_column="review", target="stars", tokenizer="char")
+
+
+def test_tokenizer_learns_from_training_rows_only(reviews_csv):
+    data = load_text(reviews_csv, text_column="review", target="stars", seq_len=6)
+    split = encode_split(data, np.array([0, 1, 2, 3]), np.array([5]))  # 'fine' is only in row 5
+    vocab = split.preprocessor.tokenizer_.get_vocab()
+    assert "fine" not in vocab
+    assert split.X_eval[0].tolist() == [1, vocab[","], vocab["good"], 0, 0, 0]
+    assert split.X_train.dtype == np.int64 and split.X_train.shape == (4, 6)
+    assert split.model_input()["vocab_size"] == len(vocab)
+
+
+def test_ids_are_ordered_by_frequency_after_the_special_tokens():
+    texts = np.array(["b a b c b", "a b", "c d"], dtype=object)  # b: 4, a: 2, c: 2, d: 1
+    encoder = TextEncoder(vocab_size=100).fit(texts)
+    vocab = encoder.tokenizer_.get_vocab()
+    assert (vocab["[PAD]"], vocab["[UNK]"], vocab["b"]) == (0, 1, 2)
+    assert [vocab[w] for w in "acd"] == [3, 4, 5]  # ties alphabetically
+    capped = TextEncoder(vocab_size=4).fit(texts)  # [PAD], [UNK] and the two commonest words
+    assert capped.transform(np.array(["d b a"], dtype=object))[0, :3].tolist() == [1, 2, 3]
+
+
+def test_padding_and_truncation_to_seq_len():
+    encoder = TextEncoder(seq_len=3).fit(np.array(["one two three four"], dtype=object))
+    ids = encoder.transform(np.array(["one two three four", "two", None], dtype=object))
+    assert ids.shape == (3, 3) and ids.dtype == np.int64
+    assert ids[0].min() >= 2 and ids[1, 1:].tolist() == [0, 0] and ids[2].tolist() == [0, 0, 0]
+    assert encoder.model_input() == {"input_shape": (3,), "vocab_size": 6}
+
+
+@pytest.mark.parametrize("tokenizer", ["word", "bpe"])
+def test_json_round_trip_gives_identical_ids(tokenizer):
+    texts = np.array(["the cat sat on the mat", "the dog ate the cat", "then there"] * 3, dtype=object)
+    encoder = TextEncoder(tokenizer, vocab_size=60, seq_len=10).fit(texts)
+    loaded = encoder_from_json(json.loads(json.dumps(encoder.to_json())))
+    unseen = np.array(["the cathedral is there", "Ω"], dtype=object)
+    assert np.array_equal(loaded.transform(texts), encoder.transform(texts))
+    assert np.array_equal(loaded.transform(unseen), encoder.transform(unseen))
+    assert loaded.model_input() == encoder.model_input()
+
+
+def test_bpe_splits_unseen_words_into_known_pieces():
+    texts = np.array(["the cat sat on the mat"] * 5 + ["then there"], dtype=object)
+    encoder = TextEncoder("bpe", vocab_size=40, seq_len=8).fit(texts)
+    ids = encoder.transform(np.array(["cathat"], dtype=object))[0]
+    assert (ids[:2] > 1).all() and ids[-1] == 0  # pieces such as 'cat' + 'hat' or 'c' 'a' ..., no [UNK]
+
+
+def test_bad_sizes_are_config_errors():
+    with pytest.raises(ConfigError, match="vocab_size must be an integer >= 3; got 2"):
+        TextEncoder(vocab_size=2)
+    with pytest.raises(ConfigError, match="seq_len must be an integer >= 1; got 0"):
+        TextEncoder(seq_len=0)
+    with pytest.raises(DataError, match="not fitted"):
+        TextEncoder().transform(np.array(["x"], dtype=object))
