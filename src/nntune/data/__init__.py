@@ -2,6 +2,7 @@
 
 from ._arrays import KINDS, ArrayData, Encoder, Standardize, encode_labels, encoder_from_json, register_encoder
 from ._fingerprint import check_same_data, data_reference, file_sha256, memory_sha256
+from ._graph import GraphEncoder, load_graph
 from ._images import load_images
 from ._kinds import DataOptions, detect_kind, load_data
 from ._preprocess import make_preprocessor, transform
@@ -23,7 +24,7 @@ from ._timeseries import TimeSeriesData, WindowScaler, load_timeseries, seasonal
 
 __all__ = [
     "DataOptions", "detect_kind", "load_data", "load_images", "load_signals", "TimeSeriesData", "WindowScaler",
-    "load_timeseries", "seasonal_naive", "TextEncoder", "load_text",
+    "load_timeseries", "seasonal_naive", "TextEncoder", "load_text", "GraphEncoder", "load_graph",
     "KINDS", "ArrayData", "Encoder", "Standardize", "encode_labels", "encoder_from_json", "register_encoder",
     "BUILTIN_DATASETS", "TASKS", "EncodedSplit", "Schema", "TabularData", "as_table", "attach_unlabeled",
     "check_same_data", "conform", "data_reference", "detect_task", "fetch", "file_sha256", "is_url",

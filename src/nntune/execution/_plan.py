@@ -89,9 +89,10 @@ DEFAULT_FAMILY = {"table": "mlp", "image": "cnn", "signal": "cnn", "timeseries":
 
 # Names whose values must come from a known list, checked before any trial runs.
 KNOWN_CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "loss": LOSSES,
-                 "activation": tuple(mlp_family.ACTIVATIONS), "init": mlp_family.INITS,
-                 "norm": mlp_family.NORMS, "shape": mlp_family.SHAPES,
                  "curriculum": CURRICULA, "pacing": PACINGS, "pretrain_loss": PRETRAIN_LOSSES}
+# The mlp's own names (other families check theirs when they build).
+MLP_CHOICES = {"activation": tuple(mlp_family.ACTIVATIONS), "init": mlp_family.INITS,
+               "norm": mlp_family.NORMS, "shape": mlp_family.SHAPES}
 
 
 @dataclass
@@ -248,7 +249,8 @@ def space_for(cfg: RunConfig, build_model: BuildModel | None, kind: str = "table
         user_space = {**cocktail_space(fixed_defaults, user_space), **user_space}
     space, fixed = resolve_space(default_space, user_space, cfg.search.space_mode)
     fixed = {**{k: v for k, v in fixed_defaults.items() if k not in space}, **fixed}
-    for name, accepted in KNOWN_CHOICES.items():
+    known = {**KNOWN_CHOICES, **(MLP_CHOICES if cfg.model.family == "mlp" and build_model is None else {})}
+    for name, accepted in known.items():
         if name in space and space[name].choices is not None:
             for choice in space[name].choices:
                 check_choice(f"search.space.{name} choice", choice, accepted)
