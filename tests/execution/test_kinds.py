@@ -52,7 +52,8 @@ def inputs(tmp_path_factory):
 
 CASES = {
     # family: (tune options, the samples the saved model predicts on)
-    "cnn": (lambda r: {"data": r / "images.npy", "labels": str(r / "image_labels.npy")}, lambda r: np.load(r / "images.npy")),
+    "cnn": (lambda r: {"data": r / "images.npy", "labels": str(r / "image_labels.npy")},
+            lambda r: np.load(r / "images.npy")),
     "capsnet": (lambda r: {"data": r / "images.npy", "labels": str(r / "image_labels.npy")},
                 lambda r: np.load(r / "images.npy")),
     "cnn_rnn": (lambda r: {"data": r / "signals.npz"}, lambda r: np.load(r / "signals.npz")["X"]),

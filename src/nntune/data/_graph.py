@@ -12,6 +12,7 @@ import contextlib
 import io
 import shutil
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -112,9 +113,9 @@ def load_graph(path: str | Path, *, name: str | None) -> ArrayData:
     tensors = {"x": row_normalize(graph.x).contiguous(), "edge_index": graph.edge_index.long().contiguous()}
     details = {"graph": folder.name, "nodes": int(graph.num_nodes), "edges": int(graph.num_edges),
                "node_features": int(graph.num_node_features),
-               "split": {"train": len(split[0]), "val": len(split[1]), "test": len(split[2])}}
+               "public_split": "/".join(str(len(rows)) for rows in split)}  # train/val/test nodes
     return ArrayData(np.arange(graph.num_nodes, dtype=np.int64), codes, "multiclass", "graph", folder.name,
-                     make_encoder=lambda: GraphEncoder(tensors), target="class", classes=classes,
+                     make_encoder=partial(GraphEncoder, tensors), target="class", classes=classes,
                      fixed_split=split, details=details)
 
 

@@ -83,10 +83,12 @@ class GNN(nn.Module):
 
 
 def _sparse_positions(features: torch.Tensor) -> torch.Tensor | None:
-    """Flat positions of the non-zero features, or None when more than a quarter are non-zero
-    (then plain dropout is as cheap, and the positions would outweigh the features)."""
+    """Flat positions of the non-zero features, or None (plain dropout) when more than a
+    quarter are non-zero, as the positions would then outweigh the features, or when none
+    are: zero buffers are filled later, and a fill other than load_state_dict must not leave
+    the network training on positions that no longer hold."""
     positions = features.reshape(-1).nonzero().squeeze(1)
-    return positions if len(positions) <= features.numel() // 4 else None
+    return positions if 0 < len(positions) <= features.numel() // 4 else None
 
 
 def _find_nonzeros(module: GNN, incompatible_keys: Any) -> None:
@@ -165,7 +167,8 @@ def shape_of_weights(state: Mapping[str, Any]) -> dict[str, Any]:
         _, heads, per_head = state["convs.0.att_src"].shape
         shape = {"conv": "gat", "layers": layers, "heads": int(heads)}
         return shape if layers == 1 else {**shape, "hidden": int(heads * per_head)}
-    conv, weight = ("sage", "convs.0.lin_l.weight") if "convs.0.lin_l.weight" in state else ("gcn", "convs.0.lin.weight")
+    sage = "convs.0.lin_l.weight" in state
+    conv, weight = ("sage", "convs.0.lin_l.weight") if sage else ("gcn", "convs.0.lin.weight")
     shape = {"conv": conv, "layers": layers}
     return shape if layers == 1 else {**shape, "hidden": int(state[weight].shape[0])}
 
