@@ -113,8 +113,9 @@ OPTION_NAMES = frozenset({
     "address", "cpus_per_trial", "gpus_per_trial", "heartbeat", "retries", "objectives", "constraints",
     "pick", "warm_start", "cocktail", "depth_trials", "depth_max", "unlabeled", "pretrained",
     "freeze_layers", "pretrained_lr_scale", "pretrain_epochs", "pretrain_loss", "pretrain_noise",
-    "curriculum", "curriculum_column", "pacing", "compress", "kind", "labels", "text_column", "tokenizer",
-    "vocab_size", "seq_len", "synonyms", "time_column", "lookback", "horizon", "graph", "augment"})
+    "curriculum", "curriculum_column", "pacing", "pacing_start", "pacing_full", "compress", "kind", "labels",
+    "text_column", "tokenizer", "vocab_size", "seq_len", "synonyms", "time_column", "lookback", "horizon", "graph",
+    "augment"})
 
 
 def make_config(config: str | Path | RunConfig | Mapping[str, Any] | None = None,
@@ -138,7 +139,8 @@ def make_config(config: str | Path | RunConfig | Mapping[str, Any] | None = None
                      "pretrain": {"epochs": options.get("pretrain_epochs"), "loss": options.get("pretrain_loss"),
                                   "noise": options.get("pretrain_noise")},
                      "curriculum": {"order": options.get("curriculum"), "pacing": options.get("pacing"),
-                                    **_curriculum_column(options.get("curriculum_column"))}},
+                                    "start": options.get("pacing_start"), "full": options.get("pacing_full"),
+                                    **_curriculum_column(options.get("curriculum_column"), options.get("curriculum"))}},
         "search": {"strategy": options.get("strategy"), "pruner": options.get("pruner"),
                    "trials": options.get("trials"), "timeout": options.get("timeout"),
                    "cv": options.get("cv"), "metric": options.get("metric"),
@@ -169,9 +171,12 @@ def make_config(config: str | Path | RunConfig | Mapping[str, Any] | None = None
     return load_config(config, overrides)
 
 
-def _curriculum_column(column: str | None) -> dict[str, str]:
-    """A curriculum column given on its own implies scoring by that column."""
-    return {} if column is None else {"scoring": "column", "column": column}
+def _curriculum_column(column: str | None, order: str | None) -> dict[str, str]:
+    """A curriculum column implies scoring by that column, and easy-first order unless another
+    order is given."""
+    if column is None:
+        return {}
+    return {"scoring": "column", "column": column, **({} if order else {"order": "easy_first"})}
 
 
 def _listed(value: Any) -> list[str] | None:

@@ -19,6 +19,7 @@ from nntune.training import (
     difficulty_from_column,
     difficulty_from_loss,
     fit,
+    get_metric,
     make_curriculum,
     make_head,
     pacing_share,
@@ -81,6 +82,22 @@ def test_fit_trains_each_epoch_on_the_paced_rows():
     # row, which the trainer drops
     assert seen == [75, 150, 224, 300, 300, 300, 300, 300]
     assert sorted(first_epoch) == sorted(map(tuple, X[:75].tolist()))
+
+
+def test_patience_counts_from_the_first_epoch_on_every_row():
+    """Validation that never improves would stop training after `patience` epochs; with a
+    curriculum still adding rows, patience starts when every row is in."""
+    X, y = separable()
+    rng = np.random.default_rng(0)
+    X_val, y_val = rng.normal(size=(60, 6)).astype(np.float32), rng.integers(0, 2, 60)
+    head = make_head("binary", y, 2, {})
+    curriculum = Curriculum(np.arange(len(X), dtype=float), "easy_first", "linear", start=0.1, full=0.5,
+                            epochs=20, batch_size=32)
+    model = build_model("mlp", {"n_layers": 1, "units": 8}, ModelMeta(6, head.output_dim, "binary"))
+    result = fit(model, head, X, y, {"batch_size": 32, "patience": 2, "lr": 1e-5}, X_val=X_val, y_val=y_val,
+                 metric=get_metric("accuracy", "binary"), epochs=20, row_schedule=curriculum)
+    first_full = next(e for e in range(1, 21) if curriculum.rows(e) is None)
+    assert result.stop_reason == "early_stopping" and result.epochs_run >= first_full + 1
 
 
 def test_orders_pick_the_easiest_the_hardest_or_a_fixed_random_share():

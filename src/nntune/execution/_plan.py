@@ -162,6 +162,11 @@ def prepare(cfg: RunConfig, data: Any = None, y: Any = None, build_model: BuildM
         if "family" not in cfg.model.model_fields_set:
             cfg.model.family = DEFAULT_FAMILY[data_kind(table)]  # stored with the study as chosen here
         _check_family_fits(cfg.model.family, data_kind(table), build_model)
+    pretrain = cfg.training.pretrain
+    if pretrain.epochs and pretrain.loss == "bce" and data_kind(table) == "table" and any(
+            c.kind == "numeric" for c in table.schema.columns):
+        raise ConfigError("pretrain loss 'bce' needs inputs in [0, 1], and nntune standardizes numeric columns; "
+                          "use training.pretrain.loss: mse for tables with numeric columns")
     if cfg.data.unlabeled:
         if cfg.training.pretrain.epochs == 0:
             raise ConfigError("unlabeled rows are used for autoencoder pretraining: give training.pretrain.epochs "
@@ -385,8 +390,9 @@ def train_final(table: TabularData, train_rows: np.ndarray, test_rows: np.ndarra
     torch.manual_seed(seed)
     meta = split_meta(final, head.output_dim, table.task, data_kind(table))
     module, params = make_module(source, params, meta)
+    # A curriculum paces over max_epochs, as in the trials, whatever the final number of epochs.
     extras = prepare_fit(module, params, final.X_train, final.y_train, task=table.task,
-                         n_classes=len(table.classes), epochs=epochs, device=device, seed=seed,
+                         n_classes=len(table.classes), epochs=int(params["max_epochs"]), device=device, seed=seed,
                          pretrained=pretrained, X_unlabeled=final.X_unlabeled, difficulty=final.difficulty,
                          kind=data_kind(table), synonyms=fold_synonyms(final, synonym_words))
     fit(module, head, final.X_train, final.y_train, params, epochs=epochs, device=device,

@@ -195,6 +195,10 @@ def fit(
         schedule.step_epoch(monitored)
         if on_epoch_end is not None:
             on_epoch_end(epoch, logs)
+        if rows is not None:
+            # A curriculum is still adding rows: patience counts from the first epoch on all of
+            # them, or a slow start would stop training before the hard rows were ever seen.
+            bad_epochs = 0
         if validate and bad_epochs >= patience:
             result.stop_reason = "early_stopping"
             break
