@@ -609,7 +609,8 @@ def compress(run_dir: str | Path, method: str = "prune", out: str | Path | None 
              sparsity: float | None = None, structured: bool | None = None, criterion: str | None = None,
              steps: int | None = None, finetune_epochs: int | None = None,
              student_units: int | float | None = None, temperature: float | None = None,
-             alpha: float | None = None, epochs: int | None = None, data: Any = None,
+             alpha: float | None = None, epochs: int | None = None, student_dropout: float | None = None,
+             data: Any = None,
              y: Any = None) -> dict[str, Any]:
     """Compress a run's tuned model and compare it with the original on the run's test rows
     (parameters, weight-file bytes, median latency, test score). Writes a model directory
@@ -620,7 +621,8 @@ def compress(run_dir: str | Path, method: str = "prune", out: str | Path | None 
     incoming), in `steps` with `finetune_epochs` of training on the run's rows between them.
     quantize: dynamic int8 Linear layers (CPU). distill: a student MLP `student_units` wide (a
     count, or a share of the teacher's width; default half) trained on the teacher's outputs
-    softened by `temperature`, weighted `alpha` against the true labels (classification only).
+    softened by `temperature`, weighted `alpha` against the true labels (classification only),
+    for `epochs` (default: the run's), with dropout `student_dropout` (default 0).
 
     >>> nntune.compress("runs/churn", method="prune", sparsity=0.5, structured=True)
     """
@@ -629,7 +631,7 @@ def compress(run_dir: str | Path, method: str = "prune", out: str | Path | None 
 
     options = {"sparsity": sparsity, "structured": structured, "criterion": criterion, "steps": steps,
                "finetune_epochs": finetune_epochs, "student_units": student_units,
-               "temperature": temperature, "alpha": alpha, "epochs": epochs}
+               "temperature": temperature, "alpha": alpha, "epochs": epochs, "student_dropout": student_dropout}
     check_options(method, options)  # before the data is read
     run_dir = Path(run_dir)
     arrays = _run_arrays(run_dir, data, y, "compress")

@@ -1,5 +1,5 @@
-"""One tiny tuned run shared by the compression tests (two hidden layers with batch norm, so
-that structured pruning has neurons and norm statistics to cut)."""
+"""Tiny tuned runs shared by the compression tests: two hidden layers with batch norm (so that
+structured pruning has neurons and norm statistics to cut), and three with skip connections."""
 
 from __future__ import annotations
 
@@ -7,13 +7,27 @@ import pytest
 
 import nntune
 
+from ._helpers import run_data
+
+
+def _tune(out, trials, **space):
+    nntune.tune(dataset="breast_cancer", trials=trials, max_epochs=10, out=out, report=False,
+                threads=1, seed=0, space=space)
+    return out
+
 
 @pytest.fixture(scope="package")
 def run_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("compress") / "run"
-    nntune.tune(dataset="breast_cancer", trials=2, max_epochs=10, out=out, report=False, threads=1, seed=0,
-                space={"n_layers": 2, "units": 32, "norm": "batch"})
-    return out
+    return _tune(tmp_path_factory.mktemp("compress") / "run", 2, n_layers=2, units=32, norm="batch")
+
+
+@pytest.fixture(scope="package")
+def residual_run(tmp_path_factory):
+    """30 features -> 32 -> 32 -> 32: the last two blocks add their input, so all three
+    hidden layers form one residual stream."""
+    run = _tune(tmp_path_factory.mktemp("compress") / "residual", 1, n_layers=3, units=32,
+                norm="batch", residual=True)
+    return run_data(run)
 
 
 @pytest.fixture(scope="package")

@@ -10,6 +10,10 @@ from safetensors.torch import load_file
 from torch import nn
 
 import nntune
+from nntune.compression import compressed_model
+from nntune.compression._run import test_scores as scores_on_test_rows
+
+from ._helpers import fresh_predict_proba
 
 
 def _stored_elements(model_dir) -> int:
@@ -56,8 +60,26 @@ def test_distillation_trains_a_smaller_student(run_dir, tmp_path, raw_rows):
 def test_quantized_model_loads_and_agrees(run_dir, tmp_path, raw_rows):
     out = tmp_path / "int8"
     summary = nntune.compress(run_dir, method="quantize", out=out)
-    assert summary["compressed"]["size_bytes"] < summary["original"]["size_bytes"]
-    assert summary["compressed"]["params"] == summary["original"]["params"]
+    # Even this 2,000-weight network: int8 values, biases, three small headers; batch norm folded.
+    assert summary["compressed"]["size_bytes"] * 3 < summary["original"]["size_bytes"]
+    assert summary["details"]["batch_norm"] == "folded into the Linear layers"
+    linear = sum(m.weight.numel() + m.bias.numel() for m in nntune.load(run_dir / "model").module.modules()
+                 if isinstance(m, nn.Linear))
+    assert summary["compressed"]["params"] == linear
     proba = nntune.load(out).predict_proba(raw_rows)
     original = nntune.load(run_dir / "model").predict_proba(raw_rows)
     assert np.abs(proba - original).max() < 0.05  # int8 weights: close, not equal
+
+
+def test_residual_network_pruned_structurally_reloads_and_predicts_the_same(residual_run, tmp_path, raw_rows):
+    model, _, _ = compressed_model(residual_run, "prune", sparsity=0.5, structured=True, steps=2,
+                                   finetune_epochs=3)
+    details = model.info["compression"]
+    assert details["residual_streams"] == [[0, 1, 2]] and details["widths_after"] == [16, 16, 16]
+    assert [b.residual for b in model.module.blocks] == [False, True, True]
+    out = model.save(tmp_path / "pruned")
+    assert _stored_elements(out) < _stored_elements(residual_run.model_dir) / 2
+    proba = model.predict_proba(raw_rows)
+    assert np.abs(fresh_predict_proba(out, raw_rows, tmp_path) - proba).max() < 1e-6
+    before = scores_on_test_rows(residual_run.model.module, residual_run)["accuracy"]
+    assert scores_on_test_rows(model.module, residual_run)["accuracy"] >= min(0.9, before - 0.05)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 
 import nntune
+from nntune.compression import compressed_model
+
+from ._helpers import run_data, run_fresh
 
 FRESH = """
 import sys, json
@@ -38,8 +39,8 @@ np.savez(sys.argv[5], **outputs)
 
 
 def test_exports_and_int8_model_reload_in_a_fresh_process(run_dir, tmp_path, raw_rows):
-    int8 = tmp_path / "int8"
-    nntune.compress(run_dir, method="quantize", out=int8)
+    quantized, weights, _ = compressed_model(run_data(run_dir), "quantize")
+    int8 = quantized.save(tmp_path / "int8", weights=weights)
     onnx = nntune.export(run_dir, format="onnx", out=tmp_path / "net.onnx")
     script = nntune.export(run_dir, format="torchscript", out=tmp_path / "net.pt")
     for info in (onnx, script):
@@ -47,14 +48,12 @@ def test_exports_and_int8_model_reload_in_a_fresh_process(run_dir, tmp_path, raw
     rows = tmp_path / "rows.npy"
     np.save(rows, raw_rows)
     result = tmp_path / "fresh.npz"
-    done = subprocess.run([sys.executable, "-c", FRESH, rows, int8, onnx["path"], script["path"], result],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    run_fresh(FRESH, rows, int8, onnx["path"], script["path"], result)
     fresh = np.load(result)
     here = nntune.load(run_dir / "model").predict_proba(raw_rows)
     assert np.abs(fresh["onnx"] - here).max() < 1e-5
     assert np.abs(fresh["torchscript"] - here).max() < 1e-5
-    assert np.abs(fresh["int8"] - nntune.load(int8).predict_proba(raw_rows)).max() < 1e-6
+    assert np.abs(fresh["int8"] - quantized.predict_proba(raw_rows)).max() < 1e-6  # the model as made here
 
 
 def test_export_description(run_dir, tmp_path):

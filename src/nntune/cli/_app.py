@@ -303,6 +303,8 @@ def compress(
     student_units: Annotated[Opt[int], typer.Option(help="distill: the student's width (default: half the teacher's)")] = None,
     temperature: Annotated[Opt[float], typer.Option(help="distill: softening temperature T (default 4)")] = None,
     alpha: Annotated[Opt[float], typer.Option(help="distill: weight of the soft loss against the true labels, in [0, 1] (default 0.7)")] = None,
+    student_dropout: Annotated[Opt[float], typer.Option(help="distill: the student's dropout (default 0)")] = None,
+    epochs: Annotated[Opt[int], typer.Option(help="distill: the student's training epochs (default: the run's)")] = None,
     output: Annotated[Opt[Path], typer.Option("--out", "-o", help="model directory (default: RUN/model-pruned, model-int8 or model-student)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the comparison as one JSON object")] = False,
 ) -> None:
@@ -312,7 +314,7 @@ def compress(
     with err.status(f"compressing: {method}"):
         summary = api.compress(run, method, output, sparsity=sparsity, structured=structured, criterion=criterion,
                                steps=steps, finetune_epochs=finetune_epochs, student_units=student_units,
-                               temperature=temperature, alpha=alpha)
+                               temperature=temperature, alpha=alpha, student_dropout=student_dropout, epochs=epochs)
     if as_json:
         print(json.dumps(summary, default=str))
         return

@@ -19,13 +19,13 @@ from ._export import FORMATS, export
 from ._prune import CRITERIA, prune
 from ._quantize import quantize
 from ._run import RunData, count_params, measure
-from ._surgery import plain_copy
+from ._surgery import fold_batch_norm, plain_copy
 
 METHODS = ("prune", "quantize", "distill")
 # Which options each method reads; any other one given is a mistake worth naming.
 OPTIONS = {"prune": {"sparsity", "structured", "criterion", "steps", "finetune_epochs"},
            "quantize": set(),
-           "distill": {"student_units", "temperature", "alpha", "epochs"}}
+           "distill": {"student_units", "student_dropout", "temperature", "alpha", "epochs"}}
 
 
 def check_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -55,27 +55,38 @@ def compress(run: RunData, method: str, out: Path, **options: Any) -> dict[str, 
     if out.resolve() == run.model_dir.resolve():
         raise ConfigError(f"the output directory '{out}' is the run's own model: choose another")
     before = measure(run.model.module.cpu().eval(), run.model_dir, run)
-    weights, n_params = None, None
-    if method == "prune":
-        module, params, details = prune(run, **given)
-    elif method == "quantize":
-        plain, params = plain_copy(run.model.module, run.params)
-        n_params = count_params(plain)
-        module, weights = quantize(plain)
-        details = {"dtype": "int8", "layers": "Linear", "activations": "quantized per call (dynamic)"}
-    else:
-        module, params, details = distill(run, **{("units" if k == "student_units" else k): v
-                                                  for k, v in given.items()})
-    info = {**run.model.info, "params": params, "compression": {"method": method, **details}}
-    predictor = Predictor(module, run.model.preprocessor, run.model.head, run.model.schema, info)
-    predictor.save(out, weights=weights)
-    after = measure(module, out, run, params=n_params)
-    summary = {"method": method, "model_dir": str(out), "source": str(run.model_dir), "details": details,
-               "original": before, "compressed": after}
+    model, weights, n_params = compressed_model(run, method, **given)
+    model.save(out, weights=weights)
+    after = measure(model.module, out, run, params=n_params)
+    summary = {"method": method, "model_dir": str(out), "source": str(run.model_dir),
+               "details": model.info["compression"], "original": before, "compressed": after}
     # Where the run's model keeps its test scores; the comparison goes beside them.
     write_json(out / FILES["scores"], {"test_scores": after["test_scores"], "metric": run.metric,
                                        "compression": summary})
     return summary
 
 
-__all__ = ["FORMATS", "METHODS", "RunData", "check_options", "compress", "export"]
+def compressed_model(run: RunData, method: str, **options: Any) -> tuple[Predictor, dict | None, int | None]:
+    """The compressed model, not yet saved: (predictor, the weights to save where the module's
+    state dict will not do, the parameter count where the module no longer holds parameters).
+    `compress` saves and measures it; tests compare it with its reloaded copy."""
+    given = check_options(method, options)
+    weights, n_params = None, None
+    if method == "prune":
+        module, params, details = prune(run, **given)
+    elif method == "quantize":
+        plain, params = fold_batch_norm(*plain_copy(run.model.module, run.params))
+        n_params = count_params(plain)
+        module, weights = quantize(plain)
+        folded = run.params.get("norm") == "batch" and params["norm"] == "none"
+        details = {"dtype": "int8", "layers": "Linear", "scale": "one per layer",
+                   "activations": "quantized per call (dynamic)",
+                   "batch_norm": "folded into the Linear layers" if folded else "none"}
+    else:
+        names = {"student_units": "units", "student_dropout": "dropout"}
+        module, params, details = distill(run, **{names.get(k, k): v for k, v in given.items()})
+    info = {**run.model.info, "params": params, "compression": {"method": method, **details}}
+    return Predictor(module, run.model.preprocessor, run.model.head, run.model.schema, info), weights, n_params
+
+
+__all__ = ["FORMATS", "METHODS", "RunData", "check_options", "compress", "compressed_model", "export"]

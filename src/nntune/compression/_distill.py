@@ -4,7 +4,12 @@ The loss is alpha * T^2 * soft + (1 - alpha) * hard: `soft` compares the student
 teacher's outputs at temperature T (KL divergence of the softmax, or of the sigmoid for a
 one-output binary head), `hard` is the run's own loss on the true labels. T^2 keeps the soft
 term's gradients on the scale of the hard one. The student is trained with nntune's own loop
-and the run's recipe; only the head's loss is replaced.
+and the run's recipe, except dropout: by default the student has none, as in Hinton et al.
+(2015), where the soft targets alone regularize the small net. The teacher's dropout was
+tuned for its width: on digits, a narrow student kept at the teacher's 0.5 learned worse and
+less stably with the teacher than without (docs/compression.md). `student_dropout` sets it.
+With alpha 0 the soft term weighs nothing and the same student learns from the labels alone:
+the no-teacher control.
 """
 
 from __future__ import annotations
@@ -77,7 +82,7 @@ def student_units(params: dict[str, Any], output_dim: int, units: int | float | 
 
 
 def distill(run: RunData, units: int | float | None = None, temperature: float = 4.0, alpha: float = 0.7,
-            epochs: int | None = None) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
+            epochs: int | None = None, dropout: float = 0.0) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
     """Train the student; returns (module, params that rebuild it, details)."""
     if run.model.task == "regression":
         raise ConfigError("distill needs a classification model (it learns softened class "
@@ -86,11 +91,13 @@ def distill(run: RunData, units: int | float | None = None, temperature: float =
         raise ConfigError(f"temperature must be > 0; got {temperature}")
     if not 0 <= alpha <= 1:
         raise ConfigError(f"alpha must be in [0, 1] (the soft loss's weight); got {alpha}")
+    if not 0 <= dropout < 1:
+        raise ConfigError(f"student_dropout must be in [0, 1); got {dropout}")
     run.require_mlp("distill")
     head = run.model.head
     params = {k: v for k, v in run.params.items() if not k.startswith("units_")}
     width = student_units(run.params, head.output_dim, units)
-    params = {**params, "units": width}
+    params = {**params, "units": width, "dropout": float(dropout)}
     torch.manual_seed(run.seed)
     meta = ModelMeta(int(run.model.info["input_dim"]), head.output_dim, head.task)
     student, params = make_module("mlp", params, meta)
@@ -98,5 +105,5 @@ def distill(run: RunData, units: int | float | None = None, temperature: float =
     packed = np.concatenate([teacher.reshape(len(teacher), -1), run.y_train.reshape(-1, 1)], axis=1)
     trainer_head = DistillHead(**head.to_json(), temperature=float(temperature), alpha=float(alpha))
     fit(student, trainer_head, run.X_train, packed, params, epochs=epochs or run.epochs, seed=run.seed)
-    return student.eval(), params, {"student_units": width, "temperature": temperature, "alpha": alpha,
-                                    "teacher_widths": layer_widths(run.params, head.output_dim)}
+    return student.eval(), params, {"student_units": width, "student_dropout": dropout, "temperature": temperature,
+                                    "alpha": alpha, "teacher_widths": layer_widths(run.params, head.output_dim)}

@@ -7,22 +7,22 @@ until `sparsity` of them are zero; the masks are made permanent. The file keeps 
 Structured: whole hidden neurons go. Each hidden layer keeps round(width * (1 - sparsity))
 neurons, ranked by the L2 norm of their incoming or outgoing weights; the Linear layers, the
 norm layers after them and the next layer's inputs are rebuilt smaller, so the saved model
-has fewer parameters and runs faster.
+has fewer parameters and runs faster. Layers joined by skip connections are pruned as one
+(see `_structured`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from ..errors import ConfigError, check_choice
 from ..models import ModelMeta
-from ..search import make_module
 from ..training import fit
 from ._run import RunData
+from ._structured import kept_counts, neuron_sets, shrink
 from ._surgery import linears, plain_copy
 
 CRITERIA = ("outgoing", "incoming")
@@ -35,11 +35,11 @@ def prune(run: RunData, sparsity: float, structured: bool = False, criterion: st
     run.require_mlp("prune")
     module, params = plain_copy(run.model.module, run.params)
     if structured:
-        module, params, kept = _structured(run, module, params, sparsity, criterion, steps, finetune_epochs)
-        widths = [b.linear.out_features for b in run.model.module.blocks]
-        removed = 1.0 - sum(kept) / sum(widths)
-        return module, params, {"structured": True, "criterion": criterion, "widths_before": widths,
-                                "widths_after": kept, "sparsity": round(removed, 6), "steps": steps}
+        widths = [b.linear.out_features for b in module.blocks]
+        module, params, shape = _structured(run, module, params, sparsity, criterion, steps, finetune_epochs)
+        removed = 1.0 - sum(shape["widths_after"]) / sum(widths)
+        return module, params, {"structured": True, "criterion": criterion, "widths_before": widths, **shape,
+                                "sparsity": round(removed, 6), "steps": steps}
     zero_share = _unstructured(run, module, params, sparsity, steps, finetune_epochs)
     return module, params, {"structured": False, "sparsity": round(zero_share, 6), "steps": steps}
 
@@ -65,51 +65,25 @@ def _unstructured(run: RunData, module: nn.Module, params: dict[str, Any], spars
 
 
 def _structured(run: RunData, module: nn.Module, params: dict[str, Any], sparsity: float, criterion: str,
-                steps: int, epochs: int) -> tuple[nn.Module, dict[str, Any], list[int]]:
-    blocks = list(module.blocks)
-    if not blocks:
+                steps: int, epochs: int) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
+    if not len(module.blocks):
         raise ConfigError("structured pruning removes hidden neurons; this model has no hidden layers "
                           "(n_layers 0): use unstructured pruning")
-    if any(block.residual for block in blocks):
-        raise ConfigError("structured pruning cannot keep this model's skip connections (residual: true "
-                          "adds a layer's input to its output neuron by neuron): use unstructured pruning")
-    # No block adds its input, so switching the flag off changes nothing, and it keeps the
-    # smaller layers from gaining a shortcut where two widths happen to become equal.
-    params = {**params, "residual": False}
-    widths = [block.linear.out_features for block in blocks]
+    sets = neuron_sets(module)
+    if all(group.pinned for group in sets):
+        raise ConfigError("structured pruning cannot remove any neuron: every hidden layer adds its input "
+                          "(residual: true and as wide as the input features): use unstructured pruning")
+    if not any(block.residual for block in module.blocks):
+        # Switching the flag off changes nothing here, and keeps the smaller layers from
+        # gaining a shortcut where two widths happen to become equal.
+        params = {**params, "residual": False}
     meta = ModelMeta(int(run.model.info["input_dim"]), run.model.head.output_dim, run.model.task)
-    keep = widths
     for step in range(1, steps + 1):
-        keep = [max(1, round(w * (1.0 - sparsity * step / steps))) for w in widths]
-        module, params = _shrink(module, params, keep, criterion, meta)
+        # Each step's share counts from the original widths; the sets keep their blocks.
+        counts = kept_counts(sets, sparsity * step / steps, meta.input_dim, bool(params.get("residual")))
+        module, params = shrink(module, params, sets, counts, criterion, meta)
         _finetune(run, module, params, epochs, step)
-    return module, params, keep
-
-
-def _neuron_norms(module: nn.Module, criterion: str) -> list[torch.Tensor]:
-    """One score per hidden neuron: L2 norm of the weights into it, or out of it."""
-    layers = linears(module)
-    if criterion == "incoming":
-        return [layer.weight.norm(dim=1) for layer in layers[:-1]]
-    return [layer.weight.norm(dim=0) for layer in layers[1:]]
-
-
-@torch.no_grad()
-def _shrink(module: nn.Module, params: dict[str, Any], keep: list[int], criterion: str,
-            meta: ModelMeta) -> tuple[nn.Module, dict[str, Any]]:
-    """A new, narrower MLP holding the kept neurons' weights of `module`."""
-    norms = _neuron_norms(module, criterion)
-    kept = [norm.topk(k).indices.sort().values for norm, k in zip(norms, keep, strict=True)]
-    params = {**params, **{f"units_{i}": k for i, k in enumerate(keep)}}
-    smaller, params = make_module("mlp", params, meta)
-    inputs = torch.arange(meta.input_dim)
-    for old, new, rows in zip(module.blocks, smaller.blocks, kept, strict=True):
-        new.linear.weight.copy_(old.linear.weight[rows][:, inputs])
-        new.linear.bias.copy_(old.linear.bias[rows])
-        for name, tensor in old.norm.state_dict().items():  # batch or layer norm: per neuron
-            target = new.norm.state_dict()[name]
-            target.copy_(tensor if tensor.dim() == 0 else tensor[rows])
-        inputs = rows
-    smaller.head.weight.copy_(module.head.weight[:, inputs])
-    smaller.head.bias.copy_(module.head.bias)
-    return smaller.eval(), params
+    streams = [group.blocks for group in sets if len(group.blocks) > 1 or group.pinned]
+    pinned = [i for group in sets if group.pinned for i in group.blocks]
+    return module, params, {"widths_after": [b.linear.out_features for b in module.blocks],
+                            "residual_streams": streams, "pinned_blocks": pinned}

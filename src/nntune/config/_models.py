@@ -156,6 +156,7 @@ class CompressStep(_Section):
     temperature: float | None = None
     alpha: float | None = None
     epochs: int | None = None
+    student_dropout: float | None = None
 
     def options(self) -> dict[str, Any]:
         return self.model_dump(exclude={"method", "out"}, exclude_none=True)
