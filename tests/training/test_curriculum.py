@@ -15,11 +15,11 @@ from nntune.training import (
     CURRICULUM_DEFAULTS,
     CURRICULUM_SPACE,
     Curriculum,
+    Metric,
     _curriculum,
     difficulty_from_column,
     difficulty_from_loss,
     fit,
-    get_metric,
     make_curriculum,
     make_head,
     pacing_share,
@@ -85,19 +85,23 @@ def test_fit_trains_each_epoch_on_the_paced_rows():
 
 
 def test_patience_counts_from_the_first_epoch_on_every_row():
-    """Validation that never improves would stop training after `patience` epochs; with a
-    curriculum still adding rows, patience starts when every row is in."""
+    """A validation score that only gets worse would stop training after `patience` epochs;
+    with a curriculum still adding rows, patience starts when every row is in."""
     X, y = separable()
-    rng = np.random.default_rng(0)
-    X_val, y_val = rng.normal(size=(60, 6)).astype(np.float32), rng.integers(0, 2, 60)
     head = make_head("binary", y, 2, {})
     curriculum = Curriculum(np.arange(len(X), dtype=float), "easy_first", "linear", start=0.1, full=0.5,
                             epochs=20, batch_size=32)
     model = build_model("mlp", {"n_layers": 1, "units": 8}, ModelMeta(6, head.output_dim, "binary"))
-    result = fit(model, head, X, y, {"batch_size": 32, "patience": 2, "lr": 1e-5}, X_val=X_val, y_val=y_val,
-                 metric=get_metric("accuracy", "binary"), epochs=20, row_schedule=curriculum)
+    calls = iter(range(1000))
+    worsening = Metric("worsening", lambda y_true, scores: -next(calls), "maximize", ("binary",))
+    result = fit(model, head, X, y, {"batch_size": 32, "patience": 2}, X_val=X[:50], y_val=y[:50],
+                 metric=worsening, epochs=20, row_schedule=curriculum)
     first_full = next(e for e in range(1, 21) if curriculum.rows(e) is None)
-    assert result.stop_reason == "early_stopping" and result.epochs_run >= first_full + 1
+    assert first_full == 10
+    # patience 2: epochs 10 and 11, the first two on every row, did not improve (without the
+    # rule, training stops at epoch 3)
+    assert result.stop_reason == "early_stopping" and result.epochs_run == first_full + 1
+    assert result.best_epoch == 1
 
 
 def test_orders_pick_the_easiest_the_hardest_or_a_fixed_random_share():
