@@ -86,6 +86,8 @@ def compressed_model(run: RunData, method: str, **options: Any) -> tuple[Predict
         names = {"student_units": "units", "student_dropout": "dropout"}
         module, params, details = distill(run, **{names.get(k, k): v for k, v in given.items()})
     info = {**run.model.info, "params": params, "compression": {"method": method, **details}}
+    if "epochs" in details:  # a student trained for its own number of epochs
+        info["epochs"] = details["epochs"]
     return Predictor(module, run.model.preprocessor, run.model.head, run.model.schema, info), weights, n_params
 
 

@@ -104,6 +104,8 @@ def distill(run: RunData, units: int | float | None = None, temperature: float =
     teacher = predict_outputs(run.model.module.cpu(), torch.from_numpy(run.X_train)).numpy()
     packed = np.concatenate([teacher.reshape(len(teacher), -1), run.y_train.reshape(-1, 1)], axis=1)
     trainer_head = DistillHead(**head.to_json(), temperature=float(temperature), alpha=float(alpha))
-    fit(student, trainer_head, run.X_train, packed, params, epochs=epochs or run.epochs, seed=run.seed)
-    return student.eval(), params, {"student_units": width, "student_dropout": dropout, "temperature": temperature,
+    epochs = epochs or run.epochs
+    fit(student, trainer_head, run.X_train, packed, params, epochs=epochs, seed=run.seed)
+    return student.eval(), params, {"student_units": width, "student_dropout": dropout, "epochs": epochs,
+                                    "temperature": temperature,
                                     "alpha": alpha, "teacher_widths": layer_widths(run.params, head.output_dim)}

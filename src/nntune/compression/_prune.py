@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
@@ -46,6 +47,9 @@ def prune(run: RunData, sparsity: float, structured: bool = False, criterion: st
 
 def _finetune(run: RunData, module: nn.Module, params: dict[str, Any], epochs: int, step: int) -> None:
     if epochs > 0:
+        # fit seeds its batch order; dropout masks come from torch's global generator, which
+        # differs from process to process unless seeded here.
+        torch.manual_seed(run.seed + step)
         fit(module, run.model.head, run.X_train, run.y_train, params, epochs=epochs, seed=run.seed + step)
 
 

@@ -50,8 +50,31 @@ def encoder_from_json(data: dict[str, Any]) -> Encoder:
     return _ENCODERS[name](data)
 
 
+class LabelledRows:
+    """What tables and other samples share: rows with encoded labels `y` of a `task`."""
+
+    y: np.ndarray
+    task: str
+    classes: list
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.y)
+
+    @property
+    def is_classification(self) -> bool:
+        return self.task != "regression"
+
+    def class_counts(self) -> dict:
+        """{'classes': {label: rows}} for classification, {} for regression."""
+        if not self.is_classification:
+            return {}
+        counts = np.bincount(self.y, minlength=len(self.classes))
+        return {"classes": {str(c): int(n) for c, n in zip(self.classes, counts, strict=True)}}
+
+
 @dataclass
-class ArrayData:
+class ArrayData(LabelledRows):
     """Samples (first axis = row) with encoded labels, like TabularData for a table.
 
     `features`: float arrays (N, C, H, W) for images, (N, C, L) for signals and windows, an
@@ -80,21 +103,10 @@ class ArrayData:
         if len(self.features) != len(self.y):
             raise DataError(f"{self.name}: {len(self.features)} samples but {len(self.y)} labels")
 
-    @property
-    def n_rows(self) -> int:
-        return len(self.y)
-
-    @property
-    def is_classification(self) -> bool:
-        return self.task != "regression"
-
     def describe(self) -> dict:
-        out = {"name": self.name, "rows": self.n_rows, "kind": self.kind, "task": self.task,
-               "target": self.target, "sample_shape": list(np.shape(self.features)[1:]), **self.details}
-        if self.is_classification:
-            counts = np.bincount(self.y, minlength=len(self.classes))
-            out["classes"] = {str(c): int(n) for c, n in zip(self.classes, counts, strict=True)}
-        return out
+        return {"name": self.name, "rows": self.n_rows, "kind": self.kind, "task": self.task,
+                "target": self.target, "sample_shape": list(np.shape(self.features)[1:]), **self.details,
+                **self.class_counts()}
 
 
 def encode_labels(labels: np.ndarray, task: str) -> tuple[np.ndarray, list]:

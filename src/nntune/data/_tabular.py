@@ -10,7 +10,7 @@ import pandas as pd
 from sklearn.model_selection import KFold, StratifiedKFold, TimeSeriesSplit, train_test_split
 
 from ..errors import ConfigError, DataError
-from ._arrays import ArrayData
+from ._arrays import ArrayData, LabelledRows
 from ._preprocess import make_preprocessor, transform
 from ._schema import Schema, conform, infer_schema
 from ._sources import as_table
@@ -21,7 +21,7 @@ FIT_ROWS = 200_000
 
 
 @dataclass
-class TabularData:
+class TabularData(LabelledRows):
     """Everything the search needs to know about one table, with the target already encoded.
 
     `y` holds class codes (int64, indexes into `classes`) for classification and float64
@@ -40,21 +40,9 @@ class TabularData:
     # Rows without labels, for autoencoder pretraining: the same feature columns, conformed.
     unlabeled: pd.DataFrame | None = None
 
-    @property
-    def n_rows(self) -> int:
-        return len(self.y)
-
-    @property
-    def is_classification(self) -> bool:
-        return self.task != "regression"
-
     def describe(self) -> dict:
-        out = {"name": self.name, "rows": self.n_rows, "features": len(self.schema.columns),
-               "task": self.task, "target": self.target}
-        if self.is_classification:
-            counts = np.bincount(self.y, minlength=len(self.classes))
-            out["classes"] = {str(c): int(n) for c, n in zip(self.classes, counts, strict=True)}
-        return out
+        return {"name": self.name, "rows": self.n_rows, "features": len(self.schema.columns),
+                "task": self.task, "target": self.target, **self.class_counts()}
 
 
 def load_tabular(
