@@ -92,6 +92,10 @@ class ArrayData(LabelledRows):
     target: str = "target"
     classes: list = field(default_factory=list)
     fixed_split: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    # With a fixed split, whether the final model also trains on the validation rows. Cora's
+    # protocol trains on its 140 training nodes only (published scores assume it); mnist1d's
+    # validation rows are carved out of its training set, so they go back in.
+    final_on_validation: bool = True
     chronological: bool = False
     details: dict[str, Any] = field(default_factory=dict)  # shown by describe(): image size, vocabulary, ...
     # What TabularData also carries; not used by these kinds yet.

@@ -116,7 +116,7 @@ def load_graph(path: str | Path, *, name: str | None) -> ArrayData:
                "public_split": "/".join(str(len(rows)) for rows in split)}  # train/val/test nodes
     return ArrayData(np.arange(graph.num_nodes, dtype=np.int64), codes, "multiclass", "graph", folder.name,
                      make_encoder=partial(GraphEncoder, tensors), target="class", classes=classes,
-                     fixed_split=split, details=details)
+                     fixed_split=split, final_on_validation=False, details=details)
 
 
 def _graph_folder(root: Path, name: str | None) -> Path:

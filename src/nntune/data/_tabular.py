@@ -104,6 +104,8 @@ def split_train_test(data: TabularData, test_size: float, seed: int) -> tuple[np
         raise ConfigError(f"test_size must be between 0 and 1 (exclusive); got {test_size}")
     if getattr(data, "fixed_split", None) is not None:
         train, val, test = data.fixed_split  # the data's own split (validation rows: see make_folds)
+        if not data.final_on_validation:
+            return np.sort(train), np.sort(test)
         return np.sort(np.concatenate([train, val])), np.sort(test)
     if getattr(data, "chronological", False):
         # The last share of time is the test period: nothing later than a training window's
