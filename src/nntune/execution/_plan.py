@@ -36,8 +36,6 @@ from ..data import (
 from ..errors import ConfigError, check_choice
 from ..models import family_names, get_family
 from ..models import mlp as mlp_family
-from ..predictor import FILES as MODEL_FILES
-from ..predictor import load_pretrained
 from ..search import (
     CrossValidationPruner,
     HyperParameters,
@@ -187,6 +185,8 @@ def prepare(cfg: RunConfig, data: Any = None, y: Any = None, build_model: BuildM
     train_rows, test_rows = split_train_test(table, cfg.data.test_size, cfg.seed)
     pretrained = None
     if cfg.training.pretrained:
+        from ..predictor import load_pretrained  # skops comes with it: a second workers need not pay
+
         pretrained = load_pretrained(cfg.training.pretrained)
         if build_model is None:
             _check_pretrained_fits(pretrained, table, train_rows, space, fixed, cfg.model.family)
@@ -339,6 +339,9 @@ def data_kind(table: Any) -> str:
 def pretrained_architecture(source: str, family: str) -> dict[str, Any]:
     """The shape parameters of a pretrained network: from an nntune model directory's config,
     or as the family reads them off a bare .safetensors file's tensor names and shapes."""
+    from ..predictor import FILES as MODEL_FILES
+    from ..predictor import load_pretrained
+
     config = Path(source) / MODEL_FILES["config"]
     if not config.is_file():
         infer = get_family(family).shape_of_weights
