@@ -89,6 +89,14 @@ def test_starting_points_speak_the_space_s_names():
     assert {"learning_rate": 1e-2, "momentum": 0.9, "num_layers": 1, "max_units": 256} in points
 
 
+def test_a_fixed_optimizer_keeps_only_its_own_starting_recipe():
+    space, _ = parse_space({"lr": {"type": "float", "low": 1e-4, "high": 0.1, "log": True},
+                            "momentum": {"type": "float", "low": 0.1, "high": 0.99}})
+    assert starting_points(space, fixed={"optimizer": "adam"}) == [{"lr": 1e-3}]
+    assert starting_points(space, fixed={"optimizer": "sgd"}) == [{"lr": 1e-2, "momentum": 0.9}]
+    assert len(starting_points(space)) == 2
+
+
 @pytest.mark.slow
 def test_tune_defaults_to_auto_and_a_small_budget_prunes_nothing(tmp_path):
     result = nntune.tune(dataset="iris", trials=5, max_epochs=10, out=tmp_path / "run")

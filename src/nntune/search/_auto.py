@@ -215,11 +215,17 @@ ALIASES = {"learning_rate": "lr", "num_layers": "n_layers", "layers": "n_layers"
            "hidden_size": "units", "width": "units", "max_dropout": "dropout"}
 
 
-def starting_points(space: dict, recipes: Sequence[dict] = STARTING_POINTS) -> list[dict[str, Any]]:
+def starting_points(space: dict, recipes: Sequence[dict] = STARTING_POINTS,
+                    fixed: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The starting recipes in terms of `space`: parameters it searches (also under common
-    aliases), values inside their ranges; a point that names nothing in the space is dropped."""
+    aliases), values inside their ranges; a point that names nothing in the space is dropped,
+    and so is a recipe for another optimizer than the one the run fixes (its learning rate
+    belongs to that optimizer)."""
     points = []
     for recipe in recipes:
+        fixed_optimizer = (fixed or {}).get("optimizer")
+        if fixed_optimizer is not None and recipe.get("optimizer", fixed_optimizer) != fixed_optimizer:
+            continue
         point: dict[str, Any] = {}
         for name, spec in space.items():
             value = recipe.get(ALIASES.get(name, name))
