@@ -171,6 +171,17 @@ def make_config(config: str | Path | RunConfig | Mapping[str, Any] | None = None
     return load_config(config, overrides)
 
 
+def _check_compress_steps(cfg: RunConfig, build_model: BuildModel | None) -> None:
+    """The config's compress steps, checked before the search rather than after it."""
+    from .compression import check_options
+
+    for step in cfg.compress:
+        check_options(step.method, step.options())
+    if cfg.compress and (build_model is not None or cfg.model.family != "mlp"):
+        family = "a build_model function" if build_model is not None else f"family '{cfg.model.family}'"
+        raise ConfigError(f"compress steps work on the mlp family; this run's network comes from {family}")
+
+
 def _curriculum_column(column: str | None, order: str | None) -> dict[str, str]:
     """A curriculum column implies scoring by that column, and easy-first order unless another
     order is given."""
@@ -233,6 +244,7 @@ def tune(
     # Everything that can be wrong with the input is checked before anything is written.
     depth = DepthSearch.of(cfg, build_model)  # None for other strategies; raises on bad input
     plan = prepare(depth.config if depth else cfg, data, y, build_model)
+    _check_compress_steps(cfg, build_model)
     warm = _warm_points(cfg.search.warm_start, plan) if cfg.search.warm_start else []
     name = cfg.study or _study_name(plan.table.name)
     run_dir = Path(cfg.out or Path("runs") / name)

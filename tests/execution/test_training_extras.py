@@ -96,3 +96,14 @@ def test_the_compress_step_runs_after_tuning(tmp_path, churn_frame):
         assert isinstance(model.predict(rows), np.ndarray | pd.Series | list)
         assert len(model.predict(rows)) == len(rows)
     assert trials_of(result.storage, result.study.study_name)[0].state.name == "COMPLETE"
+
+
+def test_what_only_tables_take_is_refused_before_the_search(tmp_path):
+    with pytest.raises(ConfigError, match="autoencoder pretraining .* works with the mlp family on tables"):
+        nntune.tune(dataset="digits", kind="image", pretrain_epochs=2, out=tmp_path / "a", **TINY)
+    with pytest.raises(ConfigError, match="curricula and unlabeled rows work with tables; this data is image"):
+        nntune.tune(dataset="digits", kind="image", curriculum="easy_first", out=tmp_path / "b", **TINY)
+    with pytest.raises(ConfigError, match="option 'temperature' applies to method distill"):
+        nntune.tune(dataset="iris", config={"compress": [{"method": "prune", "temperature": 2}]},
+                    out=tmp_path / "c", **TINY)
+    assert not any((tmp_path / d).exists() for d in "abc")

@@ -52,6 +52,7 @@ def compress(run: RunData, method: str, out: Path, **options: Any) -> dict[str, 
     """Compress the run's model with `method`, save it to `out`, and compare it with the
     original: parameters, weight-file bytes, median latency on the test rows, test score."""
     given = check_options(method, options)
+    run.require_mlp(method)
     if out.resolve() == run.model_dir.resolve():
         raise ConfigError(f"the output directory '{out}' is the run's own model: choose another")
     before = measure(run.model.module.cpu().eval(), run.model_dir, run)

@@ -60,6 +60,9 @@ def export(model: Predictor, model_dir: Path, file: Path, fmt: str, X_check: np.
     """Write `file` and its sidecars; for ONNX, first check onnxruntime against PyTorch on
     `X_check` (the run's test rows). Nothing is written when a check fails."""
     check_choice("format", fmt, FORMATS)
+    if model.kind != "table":
+        raise ConfigError(f"export takes models of tables for now; this one is of {model.kind} data "
+                          "(its encoder is not folded into an ONNX or TorchScript file yet)")
     if model.info.get("compression", {}).get("method") == "quantize":
         raise ConfigError("export takes float models; int8 dynamic layers have no ONNX/TorchScript form "
                           "nntune checks: export the run's model (or a pruned or distilled one)")

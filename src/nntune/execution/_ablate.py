@@ -13,10 +13,9 @@ import numpy as np
 import torch
 
 from ..data import EncodedSplit
-from ..models import ModelMeta
-from ..search import make_module
+from ..search import make_module, split_meta
 from ..training import fit, make_head, predict_outputs
-from ._plan import Plan
+from ._plan import Plan, data_kind
 
 
 @dataclass(frozen=True)
@@ -85,7 +84,7 @@ def evaluate(plan: Plan, folds: list[EncodedSplit], params: dict[str, Any], seed
             watch, train = inner[:cut], inner[cut:]
             torch.manual_seed(seed)
             head = make_head(table.task, fold.y_train[train], len(table.classes), params)
-            module, _ = make_module(plan.model, params, ModelMeta(fold.n_features, head.output_dim, table.task))
+            module, _ = make_module(plan.model, params, split_meta(fold, head.output_dim, table.task, data_kind(table)))
             started = time.monotonic()
             try:
                 fit(module, head, fold.X_train[train], fold.y_train[train], params, X_val=fold.X_train[watch],

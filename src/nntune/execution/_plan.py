@@ -154,13 +154,14 @@ def prepare(cfg: RunConfig, data: Any = None, y: Any = None, build_model: BuildM
             kind=d.kind, target=d.target, task=d.task, labels=d.labels, text_column=d.text_column,
             tokenizer=d.tokenizer, vocab_size=d.vocab_size, seq_len=d.seq_len, time_column=d.time_column,
             lookback=d.lookback, horizon=d.horizon, graph=d.graph, difficulty_column=column))
-        if data_kind(table) != "table" and (column or cfg.data.unlabeled):
-            raise ConfigError(f"curriculum columns and unlabeled rows work with tables; this data is "
-                              f"{data_kind(table)} data")
+        if data_kind(table) != "table" and (column or cfg.data.unlabeled or curriculum.order != "none"):
+            raise ConfigError(f"curricula and unlabeled rows work with tables; this data is {data_kind(table)} data")
         if "family" not in cfg.model.model_fields_set:
             cfg.model.family = DEFAULT_FAMILY[data_kind(table)]  # stored with the study as chosen here
         _check_family_fits(cfg.model.family, data_kind(table), build_model)
     pretrain = cfg.training.pretrain
+    if pretrain.epochs and (data_kind(table) != "table" or build_model is not None or cfg.model.family != "mlp"):
+        raise ConfigError("autoencoder pretraining (training.pretrain.epochs) works with the mlp family on tables")
     if pretrain.epochs and pretrain.loss == "bce" and data_kind(table) == "table" and any(
             c.kind == "numeric" for c in table.schema.columns):
         raise ConfigError("pretrain loss 'bce' needs inputs in [0, 1], and nntune standardizes numeric columns; "

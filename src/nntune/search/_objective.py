@@ -53,9 +53,10 @@ class Objective:
     pretrained: dict[str, torch.Tensor] | None = None  # transfer learning: the weights to start from
     kind: str = "table"  # of the data: table, image, signal, timeseries, text, graph
     synonym_words: dict[str, list[str]] | None = None  # text augmentation: word -> synonyms
-    # Loss-based curriculum scores per (fold, loss, class weight): two small reference networks
-    # per fold, computed once per worker instead of once per trial.
-    _difficulty: dict[tuple, np.ndarray] = field(default_factory=dict)
+    # Per-fold values computed once per worker instead of once per trial: loss-based curriculum
+    # scores per (fold, loss, class weight) (two small reference networks each), and the
+    # synonym table in each fold's token ids.
+    _difficulty: dict[tuple, Any] = field(default_factory=dict)
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         started = time.monotonic()
@@ -137,8 +138,12 @@ class Objective:
         return self.objectives.values(float(np.mean(scores)), attrs)
 
     def synonyms(self, fold: EncodedSplit) -> dict[int, list[int]] | None:
-        """The synonym table in this fold's token ids (each fold trains its own tokenizer)."""
-        return fold_synonyms(fold, self.synonym_words)
+        """The synonym table in this fold's token ids (each fold trains its own tokenizer),
+        made once per fold."""
+        key = ("synonyms", id(fold))
+        if key not in self._difficulty:
+            self._difficulty[key] = fold_synonyms(fold, self.synonym_words)
+        return self._difficulty[key]
 
     def difficulty(self, k: int, fold: EncodedSplit, params: dict[str, Any]) -> np.ndarray | None:
         """The curriculum scores of fold k's training rows: the user's column, or the cached

@@ -53,9 +53,6 @@ class RowSchedule(Protocol):
     def rows(self, epoch: int) -> np.ndarray | None: ...
 
 
-class ParamGroup(Protocol):
-    """A dict {"params": [...], "lr_scale": float}: the group's learning rate is the recipe's
-    times lr_scale (pretrained layers fine-tuned more gently than new ones)."""
 
 
 def fit(
@@ -84,10 +81,10 @@ def fit(
     epochs without improvement, and restores the best weights. Without it, it trains for exactly
     `epochs` epochs (the final retrain). `deadline` (time.monotonic) ends training early, with
     stop_reason 'time'. `row_schedule` restricts the rows of each epoch (a curriculum);
-    `param_groups` scales the learning rate per group of parameters (default: one group of all
-    parameters that require gradients); `frozen` modules stay in eval mode while the rest
-    trains, so their batch-norm statistics do not move either. `augment` transforms each
-    training batch's inputs on the device (never a validation batch).
+    `param_groups` ({"params": [...], "lr_scale": s} each) scales the learning rate per group of
+    parameters (default: one group of all parameters that require gradients); `frozen` modules
+    stay in eval mode while the rest trains, so their batch-norm statistics do not move either.
+    `augment` transforms each training batch's inputs on the device (never a validation batch).
     """
     recipe = {**DEFAULTS, **recipe}
     device = device or torch.device("cpu")
