@@ -97,8 +97,7 @@ def fit(
     Yv = head.targets(y_val, device) if validate else None
     n = len(X)
     batch_size = max(1, min(int(recipe["batch_size"]), n))
-    epoch_rows = _epoch_rows(row_schedule, epochs, device)
-    steps = [_steps(n if rows is None else len(rows), batch_size) for rows in epoch_rows]
+    steps = [_steps(size, batch_size) for size in _epoch_sizes(row_schedule, epochs, n)]
 
     loss_fn = head.loss_fn(device)
     groups = param_groups if param_groups is not None else [
@@ -123,7 +122,7 @@ def fit(
         model.train()
         for module in frozen:
             module.eval()
-        rows, steps_per_epoch = epoch_rows[epoch - 1], steps[epoch - 1]
+        rows, steps_per_epoch = _rows_on(row_schedule, epoch, device), steps[epoch - 1]
         if rows is None:
             perm = torch.randperm(n, generator=generator).to(device)
         else:
@@ -215,16 +214,17 @@ def _steps(rows: int, batch_size: int) -> int:
     return steps - 1 if rows % batch_size == 1 and rows > 1 else steps
 
 
-def _epoch_rows(schedule: RowSchedule | None, epochs: int, device: torch.device) -> list[torch.Tensor | None]:
-    """Each epoch's row indices, read up front so the learning-rate schedule knows the total
-    number of steps."""
+def _epoch_sizes(schedule: RowSchedule | None, epochs: int, n: int) -> list[int]:
+    """Rows per epoch, read up front so the learning-rate schedule knows the total number of
+    steps (the indices themselves go to the device one epoch at a time)."""
     if schedule is None:
-        return [None] * epochs
-    out = []
-    for epoch in range(1, epochs + 1):
-        rows = schedule.rows(epoch)
-        out.append(None if rows is None else torch.as_tensor(np.asarray(rows), dtype=torch.long, device=device))
-    return out
+        return [n] * epochs
+    return [n if rows is None else len(rows) for rows in map(schedule.rows, range(1, epochs + 1))]
+
+
+def _rows_on(schedule: RowSchedule | None, epoch: int, device: torch.device) -> torch.Tensor | None:
+    rows = schedule.rows(epoch) if schedule is not None else None
+    return None if rows is None else torch.as_tensor(np.asarray(rows), dtype=torch.long, device=device)
 
 
 class Mixup:
