@@ -134,3 +134,32 @@ def test_bad_series_are_refused_with_the_column_named(tmp_path, change, time_col
 def test_lookback_and_horizon_must_be_positive_steps():
     with pytest.raises(ConfigError, match="horizon must be a whole number of steps >= 1; got 0"):
         load_timeseries(AIRLINE, time_column="Month", horizon=0)
+
+
+@pytest.mark.parametrize("horizon", [1, 3])
+def test_no_training_target_lies_after_the_forecast_origin_of_a_later_window(horizon):
+    # A window's forecast origin is its last input; its target is `horizon` steps later. A
+    # training target after the first test (or validation) window's origin is a value that
+    # forecast could not know: the split leaves a gap of horizon - 1 windows.
+    data = load_timeseries(AIRLINE, time_column="Month", lookback=12, horizon=horizon)
+
+    def origin(rows: np.ndarray) -> int:
+        return int(np.min(rows)) + 12 - 1
+
+    train, test = split_train_test(data, 0.2, seed=0)
+    assert len(test) == int(np.ceil(0.2 * data.n_rows))
+    assert data.target_positions(train).max() == origin(test)  # at the origin: known, and nothing wasted
+    for cv in (None, 3):
+        for fit_rows, val_rows in make_folds(data, train, cv, 0.2, seed=0):
+            assert data.target_positions(fit_rows).max() == origin(val_rows)
+
+
+def test_too_short_a_series_for_its_folds_is_a_data_error(tmp_path):
+    frame = pd.DataFrame({"t": np.arange(30), "v": np.sin(np.arange(30.0))})
+    frame.to_csv(tmp_path / "short.csv", index=False)
+    data = load_timeseries(tmp_path / "short.csv", time_column="t", lookback=4, horizon=6)
+    train, _ = split_train_test(data, 0.2, seed=0)
+    with pytest.raises(DataError, match="cv=8 .*horizon 6"):
+        make_folds(data, train, 8, 0.2, seed=0)
+    with pytest.raises(ConfigError, match="cv must be at least 2"):
+        make_folds(data, train, 1, 0.2, seed=0)

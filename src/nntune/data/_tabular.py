@@ -108,10 +108,12 @@ def split_train_test(data: TabularData, test_size: float, seed: int) -> tuple[np
             return np.sort(train), np.sort(test)
         return np.sort(np.concatenate([train, val])), np.sort(test)
     if getattr(data, "chronological", False):
-        # The last share of time is the test period: nothing later than a training window's
-        # target may be trained on.
+        # The last share of time is the test period; the gap keeps every training target at or
+        # before the first test window's forecast origin (see _forecast_gap).
         n_test = int(np.ceil(test_size * data.n_rows))
-        return np.arange(data.n_rows - n_test), np.arange(data.n_rows - n_test, data.n_rows)
+        n_train = data.n_rows - n_test - _forecast_gap(data)
+        _check_training_windows(data, n_train, f"test_size {test_size}")
+        return np.arange(n_train), np.arange(data.n_rows - n_test, data.n_rows)
     _check_class_sizes(data, minimum=2, purpose="the train/test split")
     index = np.arange(data.n_rows)
     n_test = int(np.ceil(test_size * data.n_rows))
@@ -137,17 +139,13 @@ def make_folds(
     if getattr(data, "fixed_split", None) is not None and cv is None:
         train, val, _ = data.fixed_split
         return [(np.sort(train), np.sort(val))]
+    if cv is not None and cv < 2:
+        raise ConfigError(f"cv must be at least 2 folds (or unset for a validation split); got {cv}")
     if getattr(data, "chronological", False):
-        rows = np.sort(rows)
-        if cv is not None:
-            return [(rows[tr], rows[va]) for tr, va in TimeSeriesSplit(n_splits=cv).split(rows)]
-        n_val = max(1, int(np.ceil(val_size * len(rows))))
-        return [(rows[:-n_val], rows[-n_val:])]
+        return _chronological_folds(data, np.sort(rows), cv, val_size)
     y = data.y[rows]
     stratify = data.is_classification
     if cv is not None:
-        if cv < 2:
-            raise ConfigError(f"cv must be at least 2 folds (or unset for a validation split); got {cv}")
         if stratify:
             smallest = int(np.bincount(y).min())
             if smallest < cv:
@@ -165,6 +163,45 @@ def make_folds(
         stratify=y if stratify and np.bincount(y).min() >= 2 else None,
     )
     return [(rows[np.sort(tr)], rows[np.sort(va)])]
+
+
+def _forecast_gap(data: TabularData | ArrayData) -> int:
+    """Windows left out between training and the later (validation or test) windows.
+
+    Window i's forecast origin (its last input) is at position i+lookback-1 and its target at
+    i+lookback-1+horizon. With horizon h, the h-1 windows just before the first later window j
+    have targets after j's origin, values j's forecast cannot know; leaving them out puts the
+    last training target at j's origin, which j's forecast does know (its last input)."""
+    return int(getattr(data, "details", {}).get("horizon", 1)) - 1
+
+
+# Fewest training windows a time-ordered split leaves: one target has no spread to scale by.
+MIN_TRAINING_WINDOWS = 2
+
+
+def _check_training_windows(data: TabularData | ArrayData, n_train: int, asked: str) -> None:
+    if n_train < MIN_TRAINING_WINDOWS:
+        horizon = int(getattr(data, "details", {}).get("horizon", 1))
+        raise DataError(f"{asked} leaves {max(n_train, 0)} window(s) to train on (horizon {horizon} also leaves "
+                        f"out the {horizon - 1} window(s) before each held-out part); at least {MIN_TRAINING_WINDOWS} "
+                        "are needed: give a longer series, fewer held-out windows, or a shorter lookback or horizon")
+
+
+def _chronological_folds(data: TabularData | ArrayData, rows: np.ndarray, cv: int | None,
+                         val_size: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Time-ordered (train, validation) pairs of sorted `rows`: expanding windows with cv, the
+    last share of time as validation otherwise; the forecast gap before each validation part."""
+    gap = _forecast_gap(data)
+    if cv is None:
+        n_val = max(1, int(np.ceil(val_size * len(rows))))
+        n_train = len(rows) - n_val - gap
+        _check_training_windows(data, n_train, f"val_size {val_size}")
+        return [(rows[:n_train], rows[-n_val:])]
+    # TimeSeriesSplit's first fold trains on what precedes cv validation parts and the gap.
+    part = len(rows) // (cv + 1)
+    n_train = len(rows) - gap - cv * part if part else 0
+    _check_training_windows(data, n_train, f"cv={cv} on {len(rows)} training windows")
+    return [(rows[tr], rows[va]) for tr, va in TimeSeriesSplit(n_splits=cv, gap=gap).split(rows)]
 
 
 @dataclass
