@@ -131,3 +131,69 @@ def test_one_row_per_class_is_refused():
     frame = pd.DataFrame({"x": range(10), "y": ["a"] * 9 + ["b"]})
     with pytest.raises(DataError, match="class 'b' of target 'y' has 1 row"):
         split_train_test(load_tabular(frame, "y"), 0.2, 0)
+
+
+def _numbers_frame(**columns) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=40), "b": rng.normal(size=40), "y": [0, 1] * 20})
+    for name, values in columns.items():
+        frame[name] = values
+    return frame
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({3: np.inf, 7: -np.inf, 9: np.inf}, r"column '{}' holds 3 infinite value\(s\) \(inf or -inf\)"),
+    ({3: 1e308}, r"column '{}' holds 1 value\(s\) such as 1e\+308, beyond 3.4e\+38"),
+])
+def test_infinite_and_overflowing_feature_values_are_refused_naming_the_column(tmp_path, bad, message):
+    # Both reached scikit-learn as float32 infinities ("Input X contains infinity"), exit 1.
+    frame = _numbers_frame()
+    for row, value in bad.items():
+        frame.loc[row, "a"] = value
+    frame.to_csv(tmp_path / "odd.csv", index=False)
+    for data in (tmp_path / "odd.csv", frame):
+        with pytest.raises(DataError, match=message.format("a")):
+            load_tabular(data, "y")
+    with pytest.raises(DataError, match=message.format("x0")):
+        load_tabular(frame[["a", "b"]].to_numpy(), y=frame["y"].to_numpy())
+    schema = load_tabular(_numbers_frame(), "y").schema
+    with pytest.raises(DataError, match=message.format("a")):  # new data for a saved model
+        conform(frame[["a", "b"]], schema)
+
+
+def test_infinities_in_a_float32_frame_are_refused_too():
+    frame = _numbers_frame()[["a", "b"]].astype(np.float32)  # conform's no-copy path
+    schema = infer_schema(frame)
+    frame.loc[5, "b"] = np.inf
+    with pytest.raises(DataError, match=r"column 'b' holds 1 infinite value"):
+        conform(frame, schema)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ([np.inf, -np.inf], r"regression target 'y' holds 2 infinite value\(s\)"),
+    ([1e300, 2.5], r"regression target 'y' holds 1 value\(s\) such as 1e\+300"),
+])
+def test_non_finite_regression_targets_are_refused(bad, message):
+    # Trials used to fail one by one (loss nan, or an overflowing std) after the study began.
+    target = np.random.default_rng(1).normal(size=40)
+    target[[2, 5]] = bad
+    for task in ("auto", "regression"):
+        with pytest.raises(DataError, match=message):
+            load_tabular(_numbers_frame(y=target), "y", task=task)
+
+
+def test_a_target_without_values_and_a_header_only_file_are_refused(tmp_path):
+    with pytest.raises(DataError, match="target column 'y' has no values"):
+        load_tabular(_numbers_frame(y=np.nan), "y")
+    _numbers_frame().iloc[:0].to_csv(tmp_path / "header.csv", index=False)
+    with pytest.raises(DataError, match="'.*header.csv' has no rows"):
+        load_tabular(tmp_path / "header.csv", "y")
+
+
+def test_a_categorical_column_with_one_value_is_kept_as_a_constant_input():
+    # Accepted on purpose: it tells the network nothing and harms nothing (as a constant
+    # numeric column), and new data with another value maps to no known category.
+    table = load_tabular(_numbers_frame(c="same"), "y")
+    assert table.schema.categorical == ["c"]
+    split = encode_split(table, np.arange(30), np.arange(30, 40))
+    assert np.isfinite(split.X_train).all() and split.n_features == 3

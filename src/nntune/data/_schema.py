@@ -16,6 +16,8 @@ from ..errors import DataError
 
 # Datetime columns become numbers a network can use; the parts chosen cover trend and cycles.
 DATETIME_PARTS = ("epoch_days", "year", "month", "dayofweek", "hour")
+# Networks, inputs and scaled targets are float32: a larger magnitude would become infinite.
+LARGEST_NUMBER = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,25 @@ class Schema:
         return cls(tuple(Column(**item) for item in items))
 
 
+def check_numbers(values: np.ndarray | pd.Series, what: str) -> None:
+    """Refuse infinite values and magnitudes beyond float32 in the numbers of `what` ("column 'x'").
+
+    An infinity is refused rather than read as missing: it comes from a division by zero or an
+    overflow upstream, and imputing the median for "larger than any number" would hide that.
+    NaN stays what it is: a missing value.
+    """
+    numbers = np.asarray(values, dtype=np.float64)
+    infinite = np.isinf(numbers)
+    if infinite.any():
+        raise DataError(f"{what} holds {int(infinite.sum())} infinite value(s) (inf or -inf); replace them with "
+                        "numbers, or leave those cells empty to mark them missing")
+    huge = np.abs(numbers) > LARGEST_NUMBER  # NaN compares False
+    if huge.any():
+        raise DataError(f"{what} holds {int(huge.sum())} value(s) such as {numbers[huge][0]:.3g}, beyond "
+                        f"{LARGEST_NUMBER:.3g} (the largest float32, which nntune's networks compute in); rescale "
+                        "the column (e.g. divide it or take its log)")
+
+
 def infer_schema(frame: pd.DataFrame) -> Schema:
     """Classify each feature column as numeric, categorical or datetime."""
     return Schema(tuple(Column(str(name), _kind(frame[name])) for name in frame.columns))
@@ -81,6 +102,8 @@ def conform(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     names = [c.name for c in schema.columns]
     if list(frame.columns) == names and all(
             c.kind == "numeric" and frame[c.name].dtype == np.float32 for c in schema.columns):
+        for column in schema.columns:
+            check_numbers(frame[column.name], f"column '{column.name}'")
         return frame  # already what the preprocessor takes: no copy of a large table
     out: dict[str, pd.Series] = {}
     for column in schema.columns:
@@ -93,6 +116,7 @@ def conform(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
                 raise DataError(
                     f"column '{column.name}' must be numeric; found value '{bad.iloc[0]}'"
                 )
+            check_numbers(converted, f"column '{column.name}'")  # before float32 turns 1e308 into inf
             out[column.name] = converted.astype("float32")
         elif column.kind == "categorical":
             out[column.name] = values.astype("object").where(values.notna(), np.nan).map(

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, check_choice
+from ._schema import check_numbers
 
 TASKS = ("auto", "binary", "multiclass", "regression")
 # A numeric target with more distinct values than this is read as a quantity, not a label.
@@ -24,12 +25,16 @@ def detect_task(y: pd.Series, task: str = "auto") -> str:
                 f"regression target '{y.name}' is not numeric (found value '{bad}'); "
                 "use --task binary/multiclass for labels"
             )
+        check_numbers(y.to_numpy(dtype=float, na_value=np.nan), f"regression target '{y.name}'")
         return task
     if task == "auto":
         if numeric:
-            values = y.to_numpy(dtype=float)
-            integral = np.all(np.equal(np.mod(values, 1), 0))
+            values = y.to_numpy(dtype=float, na_value=np.nan)
+            # An infinity is no class label: such a target is a quantity (and refused below).
+            integral = np.isfinite(values).all() and np.all(np.equal(np.mod(values, 1), 0))
             task = "regression" if (not integral or n_unique > MAX_CLASSES_FOR_NUMERIC) else "classify"
+            if task == "regression":
+                check_numbers(values, f"regression target '{y.name}'")
         else:
             task = "classify"
         if task == "classify":
