@@ -163,3 +163,45 @@ def test_too_short_a_series_for_its_folds_is_a_data_error(tmp_path):
         make_folds(data, train, 8, 0.2, seed=0)
     with pytest.raises(ConfigError, match="cv must be at least 2"):
         make_folds(data, train, 1, 0.2, seed=0)
+
+
+def _series_file(tmp_path, times, values=None, name="series.csv"):
+    values = np.arange(len(times), dtype=np.float64) if values is None else values
+    pd.DataFrame({"t": times, "v": values}).to_csv(tmp_path / name, index=False)
+    return tmp_path / name
+
+
+def test_a_missing_period_is_refused_naming_the_first_gap(tmp_path):
+    # It used to be read as if the rows were evenly spaced: windows over unequal spans.
+    months = pd.date_range("2000-01-01", periods=60, freq="MS")
+    with pytest.raises(DataError, match=r"time column 't' skips from 2001-08-01 to 2001-10-01 while its steps are "
+                                        r"monthly \(1 such gap"):
+        load_timeseries(_series_file(tmp_path, months.delete(20)), time_column="t", lookback=6)
+    with pytest.raises(DataError, match=r"skips from 5 to 7 while its steps are 1 \(1 such gap"):
+        load_timeseries(_series_file(tmp_path, np.delete(np.arange(40), 6)), time_column="t", lookback=6)
+    hours = pd.date_range("2000-01-01", periods=60, freq="h")
+    with pytest.raises(DataError, match=r"has the rows 2000-01-01 03:00:00 and 2000-01-01 03:20:00 closer than its "
+                                        r"steps of hourly"):
+        load_timeseries(_series_file(tmp_path, hours.insert(4, pd.Timestamp("2000-01-01 03:20"))),
+                        time_column="t", lookback=6)
+
+
+def test_month_lengths_and_weekends_of_trading_days_are_no_gaps(tmp_path):
+    months = pd.date_range("2000-01-01", periods=60, freq="MS")  # steps of 28 to 31 days
+    assert load_timeseries(_series_file(tmp_path, months), time_column="t", lookback=6).n_rows == 54
+    trading = pd.bdate_range("2020-01-06", periods=60)
+    assert load_timeseries(_series_file(tmp_path, trading), time_column="t", lookback=6).n_rows == 54
+    with pytest.raises(DataError, match=r"skips from 2020-01-09 to 2020-01-13 while its steps are 1 business day"):
+        load_timeseries(_series_file(tmp_path, trading.delete(4)), time_column="t", lookback=6)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.inf, r"value column 'v' holds 1 infinite value\(s\) \(inf or -inf\); replace them with numbers"),
+    (1e308, r"value column 'v' holds 1 value\(s\) such as 1e\+308, beyond 3.4e\+38"),
+])
+def test_infinite_and_overflowing_values_are_refused(tmp_path, bad, message):
+    # They became NaN losses in every trial, after the study had begun.
+    values = np.arange(40, dtype=np.float64)
+    values[7] = bad
+    with pytest.raises(DataError, match=message):
+        load_timeseries(_series_file(tmp_path, np.arange(40), values), time_column="t", lookback=6)

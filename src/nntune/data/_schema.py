@@ -52,8 +52,10 @@ class Schema:
         return cls(tuple(Column(**item) for item in items))
 
 
-def check_numbers(values: np.ndarray | pd.Series, what: str) -> None:
-    """Refuse infinite values and magnitudes beyond float32 in the numbers of `what` ("column 'x'").
+def check_numbers(values: np.ndarray | pd.Series, what: str,
+                  instead: str = "replace them with numbers, or leave those cells empty to mark them missing") -> None:
+    """Refuse infinite values and magnitudes beyond float32 in the numbers of `what` ("column 'x'");
+    `instead` says what to do with the infinities.
 
     An infinity is refused rather than read as missing: it comes from a division by zero or an
     overflow upstream, and imputing the median for "larger than any number" would hide that.
@@ -62,8 +64,7 @@ def check_numbers(values: np.ndarray | pd.Series, what: str) -> None:
     numbers = np.asarray(values, dtype=np.float64)
     infinite = np.isinf(numbers)
     if infinite.any():
-        raise DataError(f"{what} holds {int(infinite.sum())} infinite value(s) (inf or -inf); replace them with "
-                        "numbers, or leave those cells empty to mark them missing")
+        raise DataError(f"{what} holds {int(infinite.sum())} infinite value(s) (inf or -inf); {instead}")
     huge = np.abs(numbers) > LARGEST_NUMBER  # NaN compares False
     if huge.any():
         raise DataError(f"{what} holds {int(huge.sum())} value(s) such as {numbers[huge][0]:.3g}, beyond "

@@ -21,8 +21,12 @@ import pandas as pd
 
 from ..errors import ConfigError, DataError, did_you_mean
 from ._arrays import ArrayData, register_encoder
+from ._schema import check_numbers
 from ._sources import read_table
 
+# A step longer than this many usual steps is a missing period, one shorter than its inverse an
+# extra row: months (28 to 31 days) pass, a skipped month (59 to 62 days) does not.
+STEP_TOLERANCE = 1.5
 # The season a sampling interval usually has: (name, shortest step, longest step in days, period).
 FREQUENCIES = (
     ("hourly", 1 / 24, 1 / 24, 24),
@@ -57,7 +61,8 @@ def load_timeseries(path: str | Path, *, time_column: str | None, target: str | 
 
     Every column but `time_column` is a value column and an input channel; `target` (default:
     the only value column) is the one forecast. Rows are sorted by time; duplicated or
-    unparseable time stamps and missing values are errors, not guessed at.
+    unparseable time stamps, a missing period (a step much longer than the usual one), missing
+    or infinite values are errors, not guessed at.
 
     >>> data = load_timeseries("airline_passengers.csv", time_column="Month", lookback=12)  # doctest: +SKIP
     >>> data.features.shape, data.details["seasonal_period"]  # doctest: +SKIP
@@ -70,6 +75,7 @@ def load_timeseries(path: str | Path, *, time_column: str | None, target: str | 
     times = _sorted_times(frame, time_column, path)
     order = np.argsort(times, kind="stable")
     frame, times = frame.iloc[order].reset_index(drop=True), times[order]
+    _check_steps(times, time_column)
     columns = [c for c in frame.columns if c != time_column]
     target = _target(columns, target, path)
     values = _values(frame, columns)
@@ -211,6 +217,62 @@ def _sorted_times(frame: pd.DataFrame, time_column: str | None, path: Path) -> n
     return times
 
 
+def _check_steps(times: np.ndarray, time_column: str) -> None:
+    """Refuse a series whose sorted time stamps skip a period or crowd one: a window would
+    then span more (or less) time than the others, and "one season back" would miss its
+    season. Refused rather than filled in: which values the missing rows held is the user's
+    call (a gap in sales is not a gap in temperatures)."""
+    if len(times) < 3:
+        return
+    steps = _step_sizes(times)
+    usual = float(np.median(steps))
+    long, short = steps > STEP_TOLERANCE * usual, steps < usual / STEP_TOLERANCE
+    one_row_per_step = "a series needs one row per time step"
+    numbered = "or, if each row is one step, number the rows 0, 1, 2, ... in the time column"
+    if long.any():
+        i = int(np.flatnonzero(long)[0])
+        raise DataError(f"time column '{time_column}' skips from {_stamp(times[i])} to {_stamp(times[i + 1])} "
+                        f"while its steps are {_step_name(times, usual)} ({int(long.sum())} such gap(s)); "
+                        f"{one_row_per_step}: add the missing rows (their values filled, e.g. interpolated) "
+                        f"{numbered}")
+    if short.any():
+        i = int(np.flatnonzero(short)[0])
+        raise DataError(f"time column '{time_column}' has the rows {_stamp(times[i])} and {_stamp(times[i + 1])} "
+                        f"closer than its steps of {_step_name(times, usual)} ({int(short.sum())} such step(s)); "
+                        f"{one_row_per_step}: aggregate the extra rows {numbered}")
+
+
+def _step_sizes(times: np.ndarray) -> np.ndarray:
+    """The steps between sorted time stamps: numbers, days, or business days for a daily series
+    that never falls on a weekend (trading days: a weekend is no gap)."""
+    if not np.issubdtype(times.dtype, np.datetime64):
+        return np.diff(times).astype(np.float64)
+    days = np.diff(times) / np.timedelta64(1, "D")
+    if _business_daily(times, days):
+        dates = times.astype("datetime64[D]")
+        return np.busday_count(dates[:-1], dates[1:]).astype(np.float64)
+    return days
+
+
+def _business_daily(times: np.ndarray, days: np.ndarray) -> bool:
+    return bool(np.median(days) == 1 and np.is_busday(times.astype("datetime64[D]")).all())
+
+
+def _step_name(times: np.ndarray, usual: float) -> str:
+    """The usual step as people say it: 'monthly', '1 business day', '15 minutes', '2 (steps)'."""
+    if not np.issubdtype(times.dtype, np.datetime64):
+        return f"{usual:g}"
+    if _business_daily(times, np.diff(times) / np.timedelta64(1, "D")):
+        return "1 business day"
+    for name, low, high, _ in FREQUENCIES:
+        if low - 1e-9 <= usual <= high + 1e-9:
+            return name
+    for unit, days in (("day", 1), ("hour", 1 / 24), ("minute", 1 / 1440), ("second", 1 / 86400)):
+        if usual >= days:
+            return f"{usual / days:g} {unit}(s)"
+    return f"{usual * 86400:g} second(s)"
+
+
 def _target(columns: list[str], target: str | None, path: Path) -> str:
     if not columns:
         raise DataError(f"'{path.name}' has no value column besides the time column")
@@ -236,6 +298,7 @@ def _values(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
         if numbers.isna().any():
             raise DataError(f"value column '{column}' has {int(numbers.isna().sum())} missing value(s); fill them "
                             "(e.g. forward-fill or interpolate) before forecasting: nntune does not guess them")
+        check_numbers(numbers, f"value column '{column}'", instead="replace them with numbers (e.g. interpolated)")
     return frame[columns].apply(pd.to_numeric).to_numpy(dtype=np.float64)
 
 
