@@ -9,7 +9,7 @@ from optuna.trial import TrialState, create_trial
 
 import nntune
 from nntune.search import AutoPruner, AutoSampler, starting_points
-from nntune.search._auto import rungs, startup_trials
+from nntune.search._auto import rungs, stand_in, startup_trials
 from nntune.search._space import parse_space
 
 
@@ -133,3 +133,15 @@ def test_starting_points_turn_on_the_switches_their_recipe_uses():
     adam, sgd = starting_points(space)
     assert adam == {"use_dropout": True, "dropout": 0.1, "lr": 1e-3}  # the Adam recipe uses dropout 0.1
     assert sgd == {"use_dropout": False, "lr": 1e-2}                  # the SGD recipe none
+
+
+def test_a_pruned_trial_stands_in_at_its_best_epoch_or_at_a_pessimistic_mean_of_its_folds():
+    def pruned(values, **attrs):
+        return create_trial(state=TrialState.PRUNED, intermediate_values=values, user_attrs=attrs)
+
+    # one validation split: its best epoch, as curves rise
+    assert stand_in(pruned({1: 0.3, 2: 0.5, 3: 0.4}), 1.0, []) == 0.5
+    # losses over three folds, stopped in fold 1: fold 0's 0.30, fold 1's best so far 0.40, and
+    # fold 2 (never trained) at the worse of the two
+    fold_1 = pruned({12: 0.5, 13: 0.4}, fold_stride=11, n_folds=3, fold_scores=[0.30])
+    assert stand_in(fold_1, -1.0, []) == pytest.approx((0.30 + 0.40 + 0.40) / 3)

@@ -9,6 +9,7 @@ import pytest
 
 import nntune
 from nntune.search import CrossValidationPruner
+from nntune.search._auto import PrunedAsComplete
 from nntune.search._cv_pruning import fold_stride, signed_rank_p
 
 TrialState = optuna.trial.TrialState
@@ -175,6 +176,41 @@ def test_percentile_follows_the_inner_pruner():
     assert CrossValidationPruner(optuna.pruners.SuccessiveHalvingPruner()).percentile == 50.0
     with pytest.raises(nntune.ConfigError, match="'percentile' parameter .* Got 120"):
         CrossValidationPruner(optuna.pruners.MedianPruner(), percentile=120)
+
+
+def prune_at_fold_end(study: optuna.Study, n_folds: int, done: list[float]) -> float:
+    """Run a trial through its `done` folds; the study's pruner must stop it at the end of the
+    last one. Returns the score the auto strategy's GP is shown for it."""
+    trial = study.ask()
+    for key, value in {**layout(n_folds), "fold_scores": done}.items():
+        trial.set_user_attr(key, value)
+    for step, value in curve(done).items():
+        trial.report(value, step)
+    assert trial.should_prune()
+    study.tell(trial, state=TrialState.PRUNED)
+    shown = PrunedAsComplete(study).get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return next(t.value for t in shown if t.number == trial.number)
+
+
+def test_a_trial_pruned_for_trailing_the_leader_is_not_shown_to_the_gp_as_a_new_leader():
+    """The 'trust' issue's case: fold 0 is easy (0.94, the leader 0.95 there), fold 1 is not
+    (0.87 against 0.91), and the fold rule prunes the trial. Its best epoch over both folds,
+    0.94, would show it to the GP above the leader's 0.922."""
+    study = optuna.create_study(direction="maximize", pruner=CrossValidationPruner(optuna.pruners.MedianPruner()))
+    add_complete(study, [0.95, 0.91, 0.93, 0.90, 0.92])  # the leader: mean 0.922
+    add_complete(study, [0.80, 0.78, 0.83, 0.79, 0.81])
+    shown = prune_at_fold_end(study, 5, [0.94, 0.87])
+    assert shown < 0.922
+    # its two folds, and the three it never trained at its worst fold's score
+    assert shown == pytest.approx((0.94 + 4 * 0.87) / 5)
+
+
+def test_a_pruned_trial_is_never_shown_above_the_leader_it_trailed():
+    # The leader's first two folds are its easiest by far (mean 0.6 over ten folds): a trial
+    # at 0.7 on both trails it by more than its spread, yet 0.7 on every fold would top 0.6.
+    study = optuna.create_study(direction="maximize", pruner=CrossValidationPruner(optuna.pruners.MedianPruner()))
+    add_complete(study, [1.0, 1.0] + [0.5] * 8)
+    assert prune_at_fold_end(study, 10, [0.7, 0.7]) == pytest.approx(0.6)
 
 
 @pytest.mark.slow

@@ -57,6 +57,50 @@ def test_grid_walks_the_grid_without_repeats():
     assert combos == {(o, lr) for o in ("adam", "sgd") for lr in (0.001, 0.01, 0.1)}
 
 
+# Momentum applies only with SGD, units_i only below n_layers: 28 distinct configurations
+# (n_layers 0, 1, 2 with 1 + 2 + 4 unit settings; Adam, or SGD at three momenta), where the plain
+# product of the axes (n_layers x units_0 x units_1 x optimizer x momentum) has 72.
+CONDITIONAL = {
+    "n_layers": {"type": "int", "low": 0, "high": 2},
+    "units": {"type": "int", "low": 8, "high": 32, "per_layer": True, "grid": [8, 32]},
+    "optimizer": {"type": "categorical", "choices": ["adam", "sgd"]},
+    "momentum": {"type": "float", "low": 0.5, "high": 0.9, "when": {"optimizer": "sgd"}},
+    "lr": 0.01,
+}
+
+
+def _configuration(params):
+    return tuple(sorted(params.items()))
+
+
+def test_grid_trains_each_distinct_configuration_once():
+    seen = [_configuration(p) for p in run("grid", n=200, entries=CONDITIONAL)]  # stops when exhausted
+    assert len(seen) == len(set(seen)) == 28
+    from nntune.search._strategies import planned_trials
+
+    space, fixed = resolve_space({}, CONDITIONAL)
+    assert planned_trials("grid", space, fixed, None) == 28  # the grid size nntune plans and reports
+    assert planned_trials("grid", space, fixed, 10) == 10 and planned_trials("tpe", space, fixed, None) is None
+
+
+def test_workers_sharing_a_grid_take_turns_without_repeats():
+    space, fixed = resolve_space({}, CONDITIONAL)
+    storage = optuna.storages.InMemoryStorage()
+    workers = [optuna.create_study(storage=storage, study_name="grid", sampler=make_sampler("grid", 0, space, fixed))]
+    workers.append(optuna.load_study(storage=storage, study_name="grid",
+                                     sampler=make_sampler("grid", 0, space, fixed, worker=1)))
+    seen = []
+    while not workers[0].sampler.is_exhausted(workers[0]) and len(seen) < 100:
+        running = [(study, study.ask()) for study in workers]  # both trials run at once
+        for study, trial in running:
+            seen.append(_configuration(suggest(trial, space, fixed)))
+            try:
+                study.tell(trial, 0.0)
+            except RuntimeError as exc:  # the grid stops the study at its last point (see Study.tell)
+                assert "Study.stop" in str(exc)
+    assert len(seen) == len(set(seen)) == 28
+
+
 def test_user_space_extends_replaces_and_fixes():
     defaults = {"lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
                 "dropout": {"type": "float", "low": 0.0, "high": 0.5}}

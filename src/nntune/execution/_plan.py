@@ -54,6 +54,7 @@ from ..search import (
     run_trials,
     split_meta,
 )
+from ..search._strategies import planned_trials
 from ..training import (
     AUGMENT_DEFAULTS,
     CURRICULA,
@@ -183,6 +184,7 @@ def prepare(cfg: RunConfig, data: Any = None, y: Any = None, build_model: BuildM
     make_sampler(cfg.search.strategy, cfg.seed, space, fixed, multi=objectives.multi)
     make_pruner(cfg.search.pruner, int(fixed["max_epochs"]))
     n_trials = cfg.search.trials or (None if cfg.search.timeout else 50)
+    n_trials = planned_trials(cfg.search.strategy, space, fixed, n_trials)  # a grid: its distinct points at most
     train_rows, test_rows = split_train_test(table, cfg.data.test_size, cfg.seed)
     pretrained = None
     if cfg.training.pretrained:

@@ -32,6 +32,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 from scipy.stats import spearmanr
 
+from ._cv_pruning import FOLDS_ATTR, SCORES_ATTR, STRIDE_ATTR
 from ._pruners import WARMUP_EPOCHS
 
 GP_MAX_TRIALS = 100
@@ -114,11 +115,11 @@ class AutoSampler(optuna.samplers.BaseSampler):
 
 
 class PrunedAsComplete:
-    """A study as the GP phase sees it: each pruned trial counts as complete, valued at the best
-    score it reached before it was stopped. Curves rise, so that is a pessimistic stand-in for
-    its final score; without it the GP, which models complete trials only, learns nothing from
-    a pruned trial and proposes the same point again. (Optuna's samplers read trials through
-    `Study._get_trials`; this view overrides just that and forwards everything else.)"""
+    """A study as the GP phase sees it: each pruned trial counts as complete, valued at a
+    pessimistic stand-in for its final score (`stand_in`); without it the GP, which models
+    complete trials only, learns nothing from a pruned trial and proposes the same point again.
+    (Optuna's samplers read trials through `Study._get_trials`; this view overrides just that
+    and forwards everything else.)"""
 
     def __init__(self, study: optuna.Study) -> None:
         self._study = study
@@ -128,19 +129,58 @@ class PrunedAsComplete:
 
     def _get_trials(self, deepcopy: bool = False, states: Sequence[TrialState] | None = None,
                     use_cache: bool = False) -> list[FrozenTrial]:
-        maximize = self._study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+        sign = 1.0 if self._study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else -1.0
+        trials = self._study._get_trials(deepcopy=deepcopy, states=None, use_cache=use_cache)
+        complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None
+                    and math.isfinite(t.value)]
         seen = []
-        for t in self._study._get_trials(deepcopy=deepcopy, states=None, use_cache=use_cache):
-            if t.state == TrialState.PRUNED and t.intermediate_values:
-                values = [v for v in t.intermediate_values.values() if math.isfinite(v)]
-                if values:
-                    t = _completed(t, max(values) if maximize else min(values))
+        for t in trials:
+            if t.state == TrialState.PRUNED:
+                value = stand_in(t, sign, complete)
+                if value is not None:
+                    t = _completed(t, value)
             if states is None or t.state in states:
                 seen.append(t)
         return seen
 
     def get_trials(self, deepcopy: bool = True, states: Sequence[TrialState] | None = None) -> list[FrozenTrial]:
         return self._get_trials(deepcopy=deepcopy, states=states)
+
+
+def stand_in(trial: FrozenTrial, sign: float, complete: Sequence[FrozenTrial]) -> float | None:
+    """What a pruned trial is shown as: no more than it could honestly claim (None: it reported
+    nothing). A complete trial scores the mean of its folds (a single split is one fold), so the
+    stand-in is a mean over all of the trial's folds: each finished fold at its score, the fold it
+    was stopped in at its best epoch so far (curves rise), and each fold it never started at its
+    own worst fold so far. (Its best epoch over all folds would let one easy fold make it a
+    leader.) And a pruned trial was stopped for trailing, so it is never shown above the best
+    complete trial of the moment it was pruned."""
+    folds = _fold_scores(trial, sign)
+    if not folds:
+        return None
+    n_folds = max(int(trial.user_attrs.get(FOLDS_ATTR) or 1), len(folds))
+    value = (sum(folds) + min(folds) * (n_folds - len(folds))) / n_folds
+    leader = _leader_when_pruned(trial, sign, complete)
+    return sign * (value if leader is None else min(value, leader))
+
+
+def _fold_scores(trial: FrozenTrial, sign: float) -> list[float]:
+    """The folds the trial trained, in signed units (larger is better): its finished folds as
+    recorded, then the fold it was stopped in at its best epoch so far."""
+    done = [sign * float(v) for v in trial.user_attrs.get(SCORES_ATTR) or [] if math.isfinite(v)]
+    stride = trial.user_attrs.get(STRIDE_ATTR)  # none without folds: every step is fold 0's
+    first, last = (len(done) * stride, (len(done) + 1) * stride) if stride else (0, math.inf)
+    current = [sign * v for step, v in trial.intermediate_values.items()
+               if first < step < last and math.isfinite(v)]
+    return done + [max(current)] if current else done
+
+
+def _leader_when_pruned(trial: FrozenTrial, sign: float, complete: Sequence[FrozenTrial]) -> float | None:
+    """The best signed score among the trials complete when `trial` was pruned."""
+    when = trial.datetime_complete
+    scores = [sign * t.value for t in complete
+              if when is None or t.datetime_complete is None or t.datetime_complete <= when]
+    return max(scores, default=None)
 
 
 def _completed(trial: FrozenTrial, value: float) -> FrozenTrial:

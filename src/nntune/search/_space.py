@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import itertools
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -112,3 +115,66 @@ def grid_space(space: Space, n_layers_max: int | None = None) -> dict[str, list[
         else:
             grid[name] = grid_values(spec)
     return grid
+
+
+class GridPoints:
+    """The grid's distinct configurations, each holding only the parameters that apply to it
+    (momentum only with SGD, `units_i` only below `n_layers`), so no two train the same network.
+
+    Parameters that decide whether others apply, and those that depend on them, are enumerated
+    as branches; the rest form a plain product, the same on every branch, so a point is read by
+    its index without listing the whole grid (the default grid has 364,500 points)."""
+
+    def __init__(self, space: Space, fixed: Mapping[str, Any] | None = None) -> None:
+        conditional = _conditional(space)
+        self.branches = _branches(space, [n for n in ordered(space) if n in conditional], dict(fixed or {}))
+        self.names = sorted(n for n in space if n not in conditional)
+        self.axes = [grid_values(space[n]) for n in self.names]
+        self._product = int(np.prod([len(a) for a in self.axes], dtype=np.int64))
+
+    def __len__(self) -> int:
+        return len(self.branches) * self._product
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"grid point {index} of {len(self)}")
+        branch, rest = divmod(int(index), self._product)
+        point = dict(self.branches[branch])
+        for name, values in reversed(list(zip(self.names, self.axes, strict=True))):
+            rest, i = divmod(rest, len(values))
+            point[name] = values[i]
+        return point
+
+    def fingerprint(self) -> str:
+        """Names the grid's points, so that trials of another grid are told apart in a study."""
+        text = json.dumps([self.branches, self.names, self.axes], sort_keys=True, default=str)
+        return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def _conditional(space: Space) -> set[str]:
+    """Parameters that apply only sometimes, and those that decide when."""
+    names = set()
+    for name, spec in space.items():
+        if spec.when or spec.per_layer:
+            names |= {name, *(p for p in spec.when or {} if p in space)}
+            if spec.per_layer and "n_layers" in space:
+                names.add("n_layers")
+    return names
+
+
+def _branches(space: Space, names: list[str], fixed: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every distinct combination of `names` (in dependency order), as `suggest` would ask them."""
+    branches: list[dict[str, Any]] = [{}]
+    for name in names:
+        spec, grown = space[name], []
+        for branch in branches:
+            known = {**fixed, **branch}
+            if not spec.matches(known):
+                grown.append(branch)
+            elif spec.per_layer:
+                for values in itertools.product(grid_values(spec), repeat=int(known["n_layers"])):
+                    grown.append({**branch, **{f"{name}_{i}": v for i, v in enumerate(values)}})
+            else:
+                grown.extend({**branch, name: value} for value in grid_values(spec))
+        branches = grown
+    return branches
