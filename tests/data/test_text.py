@@ -120,3 +120,19 @@ def test_bad_sizes_are_config_errors():
         TextEncoder(seq_len=0)
     with pytest.raises(DataError, match="not fitted"):
         TextEncoder().transform(np.array(["x"], dtype=object))
+
+
+@pytest.mark.parametrize("texts", [["", "  ", None, ""], [None] * 4])
+def test_a_text_column_without_any_text_is_refused(tmp_path, texts):
+    # It trained models on padding alone and reported them as if they had read something.
+    pd.DataFrame({"body": texts, "spam": [0, 1, 0, 1]}).to_csv(tmp_path / "blank.csv", index=False)
+    with pytest.raises(DataError, match=r"text column 'body' is empty in all 4 labelled row\(s\)"):
+        load_text(tmp_path / "blank.csv", text_column="body", target="spam")
+
+
+def test_an_infinite_regression_target_of_texts_is_refused(tmp_path):
+    frame = pd.DataFrame({"body": [f"text {i}" for i in range(30)], "score": np.linspace(0, 1, 30)})
+    frame.loc[3, "score"] = np.inf
+    frame.to_csv(tmp_path / "scores.csv", index=False)
+    with pytest.raises(DataError, match=r"regression target 'score' holds 1 infinite value"):
+        load_text(tmp_path / "scores.csv", text_column="body", target="score", task="regression")

@@ -110,7 +110,8 @@ def load_text(path: str | Path, *, text_column: str, target: str, tokenizer: str
     (as the SMS spam collection: `label<TAB>text`) is read by giving column positions as
     digits, counted from 0: `load_text("sms_spam.tsv", text_column="1", target="0")`. Digits
     that are not names in the first row make nntune read that row as data. Empty texts are
-    kept (all padding); rows without a label are dropped.
+    kept (all padding: an empty message is a message too), but a column without any text is
+    refused; rows without a label are dropped.
     """
     if target is None:
         raise DataError("no target column given: pass --target COLUMN (data.target in the config)")
@@ -129,7 +130,9 @@ def load_text(path: str | Path, *, text_column: str, target: str, tokenizer: str
     labelled = labels.notna().to_numpy()
     if not labelled.any():
         raise DataError(f"target column '{target}' has no values")
-    texts = frame[str(text_column)][labelled].fillna("").astype(str).to_numpy(dtype=object)
+    # As objects first: an all-empty column is read as float, which pandas will not fill with "".
+    texts = frame[str(text_column)][labelled].astype(object).fillna("").astype(str).to_numpy(dtype=object)
+    _check_some_text(texts, str(text_column))
     labels = labels[labelled].reset_index(drop=True)
     task = detect_task(labels, task)
     y, classes = encode_labels(labels.to_numpy(), task)
@@ -137,6 +140,14 @@ def load_text(path: str | Path, *, text_column: str, target: str, tokenizer: str
                "seq_len": seq_len, "header": has_header}
     return ArrayData(texts, y, task, "text", path.stem, make_encoder, target=str(target), classes=classes,
                      details=details)
+
+
+def _check_some_text(texts: np.ndarray, column: str) -> None:
+    """Refuse a text column that is empty in every labelled row: the tokenizer would learn no
+    word and every model would see nothing but padding (usually the wrong column was named)."""
+    if not any(text.strip() for text in texts):
+        raise DataError(f"text column '{column}' is empty in all {len(texts)} labelled row(s): there is no text to "
+                        "learn from; name the column that holds the texts")
 
 
 def _read_frame(path: Path, text_column: str, target: str) -> tuple[pd.DataFrame, bool]:
