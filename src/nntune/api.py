@@ -21,8 +21,19 @@ import pandas as pd
 
 from . import __version__
 from ._atomic import write_bytes, write_json, write_text
-from .config import RunConfig, build_config, load_config, merge
-from .data import read_table
+from ._places import (
+    claim,
+    claim_figures,
+    claim_page,
+    claim_run_dir,
+    is_compare_dir,
+    is_json_with,
+    is_model_dir,
+    is_predictions,
+)
+from ._secrets import mask_url
+from .config import RunConfig, build_config, config_differences, defining_config, load_config, merge, public_config
+from .data import check_same_data, read_table
 from .errors import ConfigError, DataError, NntuneError, check_choice, did_you_mean
 from .execution import (
     Budget,
@@ -60,6 +71,7 @@ from .search import (
     pareto_front,
     starting_points,
     storage_url,
+    study_exists,
     trial_records,
     warm_start_points,
 )
@@ -90,6 +102,8 @@ class TuneResult:
     objectives: list[str] = field(default_factory=list)  # several: the metric first
     pareto_front: list[dict[str, Any]] = field(default_factory=list)  # with several objectives
     compression: list[dict[str, Any]] = field(default_factory=list)  # the config's compress steps
+    failed: dict[str, Any] = field(default_factory=dict)  # failed trials and workers: counts and reasons
+    warnings: list[str] = field(default_factory=list)  # what the run did other than asked
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -101,7 +115,7 @@ class TuneResult:
             "n_trials": self.n_trials, "seconds": round(self.seconds, 2), "data": self.data,
             "objectives": self.objectives, "pareto_front": self.pareto_front,
             "depth_curve": self.study.user_attrs.get("depth_curve"),  # strategy "depth" only
-            "compression": self.compression,
+            "compression": self.compression, "failed": self.failed, "warnings": self.warnings,
             "nntune_version": __version__,
         }
 
@@ -169,6 +183,26 @@ def make_config(config: str | Path | RunConfig | Mapping[str, Any] | None = None
     if isinstance(config, Mapping):
         return build_config(merge(dict(config), overrides))
     return load_config(config, overrides)
+
+
+def _claim_run_places(run_dir: Path, cfg: RunConfig, report: bool) -> None:
+    """Everything a run writes, refused up front where it is not nntune's to replace."""
+    claim_run_dir(run_dir)
+    if report:
+        claim_page(run_dir / "report.html")
+    for step in cfg.compress:
+        _claim_compressed(run_dir, run_dir / "model",
+                          Path(step.out) if step.out else run_dir / COMPRESSED_DIRS[step.method])
+
+
+def _claim_compressed(run_dir: Path, source: Path, target: Path) -> None:
+    """A compressed model gets a model directory of its own: never the run, nor the model it
+    was made from."""
+    for own, what in ((run_dir, "the run directory"), (source, "the model it is compressed from")):
+        if target.resolve() == own.resolve():
+            raise ConfigError(f"--out '{target}' is {what}; a compressed model needs a directory of its own "
+                              f"(default: {run_dir / 'model-<method>'})")
+    claim(target, is_model_dir, "an nntune model directory")
 
 
 def _check_compress_steps(cfg: RunConfig, build_model: BuildModel | None) -> None:
@@ -242,12 +276,15 @@ def tune(
     device = pick_device(cfg.training.device)
 
     # Everything that can be wrong with the input is checked before anything is written.
+    if cfg.out:
+        _claim_run_places(Path(cfg.out), cfg, report)  # before reading the data, when it can be
     depth = DepthSearch.of(cfg, build_model)  # None for other strategies; raises on bad input
     plan = prepare(depth.config if depth else cfg, data, y, build_model)
     _check_compress_steps(cfg, build_model)
     warm = _warm_points(cfg.search.warm_start, plan) if cfg.search.warm_start else []
     name = cfg.study or _study_name(plan.table.name)
     run_dir = Path(cfg.out or Path("runs") / name)
+    _claim_run_places(run_dir, cfg, report)
     url = storage_url(cfg.storage, run_dir)
     job = WorkerJob(absolute_storage(url), name, data=data if plan.data_ref["kind"] == "memory" else None,
                     y=y, build_model=build_model, threads=cfg.training.threads)
@@ -258,6 +295,8 @@ def tune(
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     storage = get_storage(url, execution.heartbeat, execution.retries)
+    if cfg.resume:
+        _check_resume(storage, name, cfg, plan.data_ref)
     # -- depth search (strategy "depth", execution/_depth.py): n_layers is chosen first, depth by
     # depth in studies '<name>.depth<d>'; the main study then tunes the rest at that depth.
     if depth is not None:
@@ -268,8 +307,6 @@ def tune(
                                 cfg.resume)
     if created or "config" not in study.user_attrs:  # (a run killed while creating it)
         _describe_study(study, cfg, plan.table.describe(), plan.fixed, build_model)
-    else:
-        _check_same_objectives(study, cfg)
     if not study.get_trials(deepcopy=False):  # a new study: the first trials to try
         for point in warm:
             study.enqueue_trial(point, user_attrs={"warm_start": cfg.search.warm_start}, skip_if_exists=True)
@@ -283,14 +320,16 @@ def tune(
                   "study": name, "run_dir": str(run_dir), "done": finished_trials(study),
                   "workers": execution.workers, "backend": execution.backend})
 
+    worker_errors: list[str] = []
     if execution.backend == "ray":
-        run_ray(job, study, execution.address, execution.cpus_per_trial, execution.gpus_per_trial, callbacks)
+        worker_errors = run_ray(job, study, execution.address, execution.cpus_per_trial, execution.gpus_per_trial,
+                                callbacks)
     elif parallel:
         def search_here(threads: int, serialised: Sequence[TrialCallback]) -> None:
             set_threads(threads)
             search(plan, study, budget, device, serialised)
 
-        run_local(job, execution.workers, study, callbacks, here=search_here)
+        worker_errors = run_local(job, execution.workers, study, callbacks, here=search_here)
     else:
         set_threads(cfg.training.threads)
         search(plan, study, budget, device, callbacks)
@@ -299,11 +338,10 @@ def tune(
     if best is None and complete and plan.objectives.constraints:
         raise NntuneError(f"none of the {complete} complete trials met the constraints "
                           f"({', '.join(cfg.search.constraints)}); loosen them or search longer")
+    failed = _failures(study, worker_errors)
     if best is None:
         states = count_states(study)
-        reasons = Counter(t.user_attrs["fail_reason"] for t in study.get_trials(deepcopy=False)
-                          if "fail_reason" in t.user_attrs and not t.user_attrs.get("surplus"))
-        common = f"; most often: {reasons.most_common(1)[0][0]}" if reasons else ""
+        common = f"; most often: {failed['most_common']}" if failed.get("most_common") else ""
         raise NntuneError(f"no trial completed ({_states_text(states)}){common}; see the trials' "
                           "fail_reason (nntune show), or give a longer --timeout")
 
@@ -311,17 +349,23 @@ def tune(
         set_threads(cfg.training.threads)  # the final model has the machine to itself
     params = {**plan.fixed, **best.params}
     epochs = final_epochs(best, len(plan.train_rows), fold_rows(plan), int(plan.fixed["max_epochs"]))
-    module, params, head, preprocessor, test_scores, meta = train_final(
-        plan.table, plan.train_rows, plan.test_rows, params, epochs, plan.model, device,
-        cfg.seed, budget.final_deadline(), plan.pretrained, plan.synonym_words())
+    final = train_final(plan.table, plan.train_rows, plan.test_rows, params, epochs, plan.model, device,
+                        cfg.seed, budget.final_deadline(), plan.pretrained, plan.synonym_words())
+    params, test_scores, meta = final.params, final.test_scores, final.meta
+    run_warnings = []
+    if final.epochs < final.planned_epochs:
+        run_warnings.append(f"the final model trained {final.epochs} of its {final.planned_epochs} planned epochs "
+                            f"before the time limit; give a longer --timeout for the full retrain")
+        logging.getLogger("nntune").warning(run_warnings[-1])
 
     table = plan.table
     info = {"family": "custom" if build_model else params.get("family", cfg.model.family), "params": params,
             "input_dim": meta.input_dim, "meta": meta.to_json(), "task": table.task, "target": table.target,
-            "classes": table.classes, "metric": plan.metric.name, "study": name, "epochs": epochs,
+            "classes": table.classes, "metric": plan.metric.name, "study": name, "epochs": final.epochs,
+            "planned_epochs": final.planned_epochs,
             **({"input_column": table.details["input_column"]} if "input_column" in getattr(table, "details", {})
                else {})}
-    model = Predictor(module, preprocessor, head, table.schema, info)
+    model = Predictor(final.module, final.preprocessor, final.head, table.schema, info)
     model_dir = model.save(run_dir / "model", scores={
         "test_scores": test_scores, "metric": plan.metric.name, "best_value": best.values[0],
         "best_std": best.user_attrs.get("score_std")})
@@ -329,9 +373,9 @@ def tune(
         study=study, best_trial=best, best_params=dict(best.params), best_value=float(best.values[0]),
         best_std=best.user_attrs.get("score_std"), metric=plan.metric.name,
         direction=plan.metric.direction, test_scores=test_scores, model=model, model_dir=model_dir,
-        run_dir=run_dir, n_trials=count_states(study), seconds=budget.elapsed(), storage=url,
+        run_dir=run_dir, n_trials=count_states(study), seconds=budget.elapsed(), storage=mask_url(url),
         data=table.describe(), objectives=list(plan.objectives.names) if plan.objectives.multi else [],
-        pareto_front=_front(study, plan) if plan.objectives.multi else [])
+        pareto_front=_front(study, plan) if plan.objectives.multi else [], failed=failed, warnings=run_warnings)
     write_json(run_dir / "result.json", result.to_json())
     if cfg.compress:
         # After the result is on disk: each step reads the run back as `nntune compress` does.
@@ -355,6 +399,8 @@ def report(run_dir: str | Path, out: str | Path | None = None, *, data: Any = No
 
     >>> nntune.report("runs/churn", png="figures/")
     """
+    claim_page(Path(out) if out is not None else Path(run_dir) / "report.html")
+    claim_figures(png)
     return render_report(run_dir, out, data=data, y=y, baselines=baselines, png=png)
 
 
@@ -413,26 +459,52 @@ def _front(study: optuna.Study, plan) -> list[dict[str, Any]]:
             for t in sorted(front, key=lambda t: -sign * t.values[0])]
 
 
-def _check_same_objectives(study: optuna.Study, cfg: RunConfig) -> None:
-    """A resumed study keeps what its trials were scored on: its objectives and constraints."""
-    stored = study.user_attrs.get("config", {}).get("search", {})
-    for key in ("objectives", "constraints"):
-        before, now = stored.get(key) or [], getattr(cfg.search, key) or []
-        if before != now:
-            raise ConfigError(f"study '{study.study_name}' was tuned with {key} {before}; this run asks for "
-                              f"{now}: keep them, or start a new --study")
+def _check_resume(storage: optuna.storages.BaseStorage, name: str, cfg: RunConfig, data_ref: dict) -> None:
+    """A resumed study goes on only under the configuration and data its trials were scored
+    with; checked before anything is written (and before a depth search starts)."""
+    if not study_exists(storage, name):
+        return
+    attrs = optuna.load_study(study_name=name, storage=storage).user_attrs
+    if "data_ref" in attrs:
+        check_same_data(attrs["data_ref"], data_ref)
+    if "run_config" in attrs:
+        differences = config_differences(attrs["run_config"], defining_config(cfg))
+    else:  # a study of an earlier nntune: what it stored of the search
+        stored = attrs.get("config", {}).get("search", {})
+        differences = [f"search.{key}: stored {stored.get(key) or []}, now {getattr(cfg.search, key) or []}"
+                       for key in ("objectives", "constraints")
+                       if (stored.get(key) or []) != (getattr(cfg.search, key) or [])]
+    if differences:
+        raise ConfigError(f"study '{name}' was tuned with another configuration ({'; '.join(differences)}); "
+                          "resume it with the same options, or start another study with --study NEW")
 
 
 def _describe_study(study: optuna.Study, cfg: RunConfig, data: dict, fixed: dict,
                     build_model: BuildModel | None) -> None:
     """Store what is needed to understand (and later rerun) the study with the study itself."""
     study.set_user_attr("nntune_version", __version__)
-    study.set_user_attr("config", cfg.model_dump(mode="json"))
+    study.set_user_attr("config", public_config(cfg))
+    study.set_user_attr("run_config", defining_config(cfg))  # what a resume must repeat
     study.set_user_attr("data", data)
     study.set_user_attr("fixed_params", fixed)
     study.set_user_attr("family", "custom" if build_model else cfg.model.family)
     study.set_user_attr("objectives", cfg.search.objectives)
     study.set_user_attr("created", time.strftime("%Y-%m-%dT%H:%M:%S"))
+
+
+def _failures(study: optuna.Study, worker_errors: Sequence[str] = ()) -> dict[str, Any]:
+    """Failed trials (and workers that failed as a whole) with their most common reasons, so
+    a run that ended with fewer trials than asked says why."""
+    # (A trial failed without a reason was a dead worker's, and was queued again.)
+    reasons = Counter(t.user_attrs["fail_reason"]
+                      for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
+                      if "fail_reason" in t.user_attrs and not t.user_attrs.get("surplus"))
+    if not reasons and not worker_errors:
+        return {}
+    top = reasons.most_common(3)
+    return {"trials": sum(reasons.values()), "most_common": top[0][0] if top else None,
+            "reasons": dict(top), "workers": len(worker_errors),
+            **({"worker_errors": sorted(set(worker_errors))[:3]} if worker_errors else {})}
 
 
 def _study_name(name: str) -> str:
@@ -479,7 +551,8 @@ def compare(
     checked = make_config(options.get("config"), target=target, **{k: v for k, v in options.items() if k != "config"})
     if len(checked.search.objectives) > 1:
         raise ConfigError("compare ranks strategies on one score: leave out search.objectives")
-    out = Path(out)
+    out = claim(out, is_compare_dir, "a directory of nntune comparison runs")
+    claim_figures(png)
     runs = []
     for name in names:
         for seed in seed_list:
@@ -518,6 +591,9 @@ def ablate(run_dir: str | Path, out: str | Path | None = None, *, techniques: Se
     if cv < 2:
         raise ConfigError(f"cv must be at least 2 for an ablation; got {cv}")
     run_dir = Path(run_dir)
+    target = Path(out) if out is not None else run_dir / "ablation.html"
+    claim_page(target, target.with_suffix(".json"), "techniques")
+    claim_figures(png)
     result = read_run(run_dir)
     study = optuna.load_study(study_name=result["study"], storage=get_storage(result["storage"]))
     attrs = study.user_attrs
@@ -528,7 +604,6 @@ def ablate(run_dir: str | Path, out: str | Path | None = None, *, techniques: Se
     params = {**plan.fixed, **result["best_params"]}
     base, rows = run_ablation(plan, params, seed_list, pick_device(plan.cfg.training.device),
                               list(techniques) if techniques else None, on_step)
-    target = Path(out) if out is not None else run_dir / "ablation.html"
     return render_ablation(target, result["study"], result["metric"], result["direction"], base, rows,
                            seed_list, cv, png=png)
 
@@ -576,7 +651,10 @@ def predict(model_dir: str | Path, data: str | Path | pd.DataFrame, out: str | P
     """Predictions of a saved model: a `prediction` column, or one probability column per
     class with `proba`. `data`: a table (CSV/Parquet/DataFrame; texts in the column the model
     was trained on) or, for image, signal and window models, samples in a .npy file (or .npz
-    with 'X'). Written atomically to `out` (CSV or Parquet) when given."""
+    with 'X'). Written atomically to `out` (CSV or Parquet) when given; an existing file there
+    is replaced only if it holds earlier predictions."""
+    if out is not None:
+        claim(out, is_predictions, "a predictions file nntune wrote")
     model = load(model_dir)
     if isinstance(data, str | Path) and Path(data).suffix.lower() in (".npy", ".npz"):
         frame = _read_samples(Path(data))
@@ -595,12 +673,17 @@ def predict(model_dir: str | Path, data: str | Path | pd.DataFrame, out: str | P
 def _read_samples(path: Path) -> np.ndarray:
     if not path.exists():
         raise DataError(f"data file '{path}' does not exist")
-    if path.suffix.lower() == ".npy":
-        return np.load(path)
-    with np.load(path) as archive:
-        if "X" not in archive:
-            raise DataError(f"'{path}' holds {', '.join(archive.files)}; the samples are read from 'X'")
-        return archive["X"]
+    try:
+        if path.suffix.lower() == ".npy":
+            return np.load(path, allow_pickle=False)
+        with np.load(path, allow_pickle=False) as archive:
+            if "X" not in archive:
+                raise DataError(f"'{path}' holds {', '.join(archive.files)}; the samples are read from 'X'")
+            return archive["X"]
+    except ValueError as exc:  # object arrays are pickles: loading one would run its code
+        kind = "an object array (pickled Python objects)" if "allow_pickle" in str(exc) else f"no array ({exc})"
+        raise DataError(f"'{path}' holds {kind}, which nntune does not load; accepted: numeric or string "
+                        "arrays saved with np.save") from None
 
 
 def write_table(path: Path, table: pd.DataFrame) -> None:
@@ -646,8 +729,9 @@ def compress(run_dir: str | Path, method: str = "prune", out: str | Path | None 
                "temperature": temperature, "alpha": alpha, "epochs": epochs, "student_dropout": student_dropout}
     check_options(method, options)  # before the data is read
     run_dir = Path(run_dir)
-    arrays = _run_arrays(run_dir, data, y, "compress")
     target = Path(out) if out is not None else run_dir / COMPRESSED_DIRS[method]
+    _claim_compressed(run_dir, run_dir / "model", target)
+    arrays = _run_arrays(run_dir, data, y, "compress")
     return run_compression(RunData(**arrays), method, target, **options)
 
 
@@ -667,9 +751,23 @@ def export(run_dir: str | Path, format: str = "onnx", out: str | Path | None = N
 
     check_choice("format", format, FORMATS)
     run_dir = Path(run_dir)
-    arrays = _run_arrays(run_dir, data, y, "export", Path(model) if model is not None else None)
     target = Path(out) if out is not None else run_dir / "export" / f"model{FORMATS[format]}"
+    _claim_export(target)
+    arrays = _run_arrays(run_dir, data, y, "export", Path(model) if model is not None else None)
     return run_export(arrays["model"], arrays["model_dir"], target, format, arrays["X_test"])
+
+
+def _claim_export(file: Path) -> None:
+    """An export replaces only an earlier export: the network file and its sidecars are
+    written where nothing is, or where the description beside them says nntune wrote them."""
+    from .compression._export import sidecars
+
+    preprocessor, description = sidecars(file)
+    claim(description, is_json_with("format", "input_columns"), "an nntune export description")
+    for path in (file, preprocessor):
+        if path.exists() and not description.exists():
+            raise ConfigError(f"'{path}' exists and is not an nntune export (no {description.name} beside it); "
+                              "choose another --out or remove it")
 
 
 def _run_arrays(run_dir: Path, data: Any, y: Any, action: str, model_dir: Path | None = None) -> dict[str, Any]:

@@ -1,12 +1,13 @@
 """A trained model with its preprocessing: saved as a directory, loaded without running code.
 
 Weights go to safetensors, the fitted scikit-learn preprocessing to skops (loaded only when
-every type in it is a scikit-learn or NumPy type), everything else to JSON.
+every object in it is of a type nntune itself writes there), everything else to JSON.
 """
 
 from __future__ import annotations
 
 import json
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,9 +32,20 @@ FORMAT = "nntune-model"
 FILES = {"config": "model.json", "weights": "model.safetensors",
          "preprocessor": "preprocessor.skops", "scores": "scores.json",
          "encoder": "encoder.json"}  # the encoder of images, signals, texts, ... (tables: preprocessor)
-# What nntune's own preprocessing contains; anything else in a file is refused, not loaded.
-TRUSTED_PREFIXES = ("sklearn.",)
-TRUSTED_TYPES = ("numpy.dtype",)
+# Exactly the types nntune's own preprocessing (data/_preprocess.py) is made of; a file holding
+# any other type, or any function or method (skops would call it), is refused before loading.
+# A test fits the preprocessing on varied tables and checks that it needs no more than these.
+TRUSTED_TYPES = frozenset({
+    "sklearn.compose._column_transformer.ColumnTransformer", "sklearn.pipeline.Pipeline",
+    "sklearn.impute._base.SimpleImputer", "sklearn.preprocessing._data.StandardScaler",
+    "sklearn.preprocessing._encoders.OneHotEncoder",
+    "numpy.ndarray", "numpy.dtype", "numpy.float32", "numpy.float64", "numpy.int64",
+    "builtins.dict", "builtins.list", "builtins.tuple", "builtins.slice", "builtins.str",
+    "builtins.int", "builtins.float", "builtins.bool", "builtins.NoneType",
+})
+# skops' node kinds that rebuild data; the others (FunctionNode, MethodNode, ...) run code.
+TRUSTED_NODES = frozenset({"ObjectNode", "DictNode", "ListNode", "TupleNode", "SliceNode", "JsonNode",
+                           "TypeNode", "DTypeNode", "NdArrayNode"})
 PRETRAINED_SOURCES = "an nntune model directory or a .safetensors file"
 
 
@@ -176,11 +188,33 @@ def load(path: str | Path, build_model: Callable[[HyperParameters], nn.Module] |
 
 
 def _load_preprocessor(file: Path) -> Any:
-    untrusted = sio.get_untrusted_types(file=file)
-    refused = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES) and t not in TRUSTED_TYPES]
+    refused = sorted(name for name, node in stored_types(file)
+                     if name not in TRUSTED_TYPES or node not in TRUSTED_NODES)
     if refused:
         raise ModelDirError(f"'{file}' holds types nntune does not load: {', '.join(refused)}")
-    return sio.load(file, trusted=untrusted)
+    return sio.load(file, trusted=sio.get_untrusted_types(file=file))
+
+
+def stored_types(file: Path) -> set[tuple[str, str]]:
+    """Every (type, skops node kind) a skops file would rebuild, read from its schema without
+    loading anything. skops trusts much of scikit-learn by default, functions included; this
+    sees all of it."""
+    try:
+        with zipfile.ZipFile(file) as archive:
+            schema = json.loads(archive.read("schema.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise ModelDirError(f"'{file}' is not a skops file nntune wrote ({exc})") from None
+    found: set[tuple[str, str]] = set()
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if "__class__" in node:
+                found.add((f"{node.get('__module__')}.{node['__class__']}", str(node.get("__loader__"))))
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
 
 
 def load_pretrained(source: str | Path) -> dict[str, torch.Tensor]:

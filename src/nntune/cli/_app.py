@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -51,7 +52,7 @@ def tune(
     patience: Annotated[Opt[int], typer.Option(help="early-stopping patience in epochs")] = None,
     test_size: Annotated[Opt[float], typer.Option(help="share held out for the final test")] = None,
     study: Annotated[Opt[str], typer.Option(help="study name (default: the data's name)")] = None,
-    storage: Annotated[Opt[str], typer.Option(help="SQLAlchemy URL (sqlite:///..., postgresql://...) or a .journal file (default: sqlite in the run dir)")] = None,
+    storage: Annotated[Opt[str], typer.Option(envvar="NNTUNE_STORAGE", show_envvar=True, help="SQLAlchemy URL (sqlite:///..., postgresql://...) or a .journal file (default: sqlite in the run dir); a password is better left to PGPASSWORD or ~/.pgpass")] = None,
     workers: Annotated[Opt[int], typer.Option(help="trial processes sharing the study on this machine")] = None,
     backend: Annotated[Opt[str], typer.Option(help="local (processes) or ray (tasks on a Ray cluster)")] = None,
     address: Annotated[Opt[str], typer.Option(help="Ray cluster: auto or HOST:PORT (default: start a local one)")] = None,
@@ -139,7 +140,7 @@ def tune(
 
 @app.command()
 def worker(
-    storage: Annotated[str, typer.Option(help="the study's storage: postgresql://..., sqlite:///... or a .journal file")],
+    storage: Annotated[str, typer.Option(envvar="NNTUNE_STORAGE", show_envvar=True, help="the study's storage: postgresql://..., sqlite:///... or a .journal file")],
     study: Annotated[str, typer.Option(help="name of the study to join")],
     data: Annotated[Opt[str], typer.Option(help="read the data from here instead (checked against the study's checksum)")] = None,
     timeout: Annotated[Opt[str], typer.Option(help="stop after this long (default: the run's own deadline)")] = None,
@@ -288,6 +289,9 @@ def schema(
     if output is None:
         print(json.dumps(config_schema(), indent=2))
     else:
+        from .._places import claim, is_json_with
+
+        claim(output, is_json_with("title", "properties"), "a JSON Schema nntune wrote")
         write_json(output, config_schema())
 
 
@@ -352,6 +356,13 @@ def export(
 _started = time.time()  # when this command began; see main()
 
 
+class _Warnings(logging.Handler):
+    """nntune's warnings (a retrain cut short, ...) as one line each on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        err.print(f"[yellow]warning:[/] {escape(record.getMessage())}", highlight=False, soft_wrap=True)
+
+
 def _seconds_since_start() -> float:
     return max(0.0, time.time() - _started)
 
@@ -371,6 +382,10 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args
     if debug:
         args.remove("--debug")
+    logger = logging.getLogger("nntune")
+    if not any(isinstance(h, _Warnings) for h in logger.handlers):
+        logger.addHandler(_Warnings())
+    logger.setLevel(logging.ERROR if "--quiet" in args else logging.WARNING)
     try:
         app(args=args, prog_name="nntune", standalone_mode=False)
         if argv is None:

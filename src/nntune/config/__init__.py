@@ -11,10 +11,12 @@ from ._models import (
     SearchConfig,
     TrainingConfig,
 )
+from ._resume import config_differences, defining_config, public_config
 from ._space import ParamSpec, Scalar, SpaceEntry
 
 __all__ = [
     "DataConfig", "EarlyStoppingConfig", "ExecutionConfig", "ModelConfig", "ParamSpec", "RunConfig", "Scalar",
-    "SearchConfig", "SpaceEntry", "TrainingConfig", "build_config", "load_config", "merge",
+    "SearchConfig", "SpaceEntry", "TrainingConfig", "build_config", "config_differences", "defining_config",
+    "load_config", "merge", "public_config",
     "parse_duration", "read_yaml",
 ]

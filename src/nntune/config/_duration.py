@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 from ..errors import ConfigError
@@ -26,6 +27,8 @@ def parse_duration(value: str | float | int | None, name: str = "timeout") -> fl
             seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
         else:
             raise ConfigError(f"{name} must be a duration such as 90s, 10m or 1h; got '{value}'")
+    if not math.isfinite(seconds):  # no limit is None (leave the option out), not infinity
+        raise ConfigError(f"{name} must be a finite duration such as 90s, 10m or 1h; got '{value}'")
     if seconds <= 0:
         raise ConfigError(f"{name} must be positive; got '{value}'")
     return seconds

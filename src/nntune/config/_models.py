@@ -175,7 +175,8 @@ class RunConfig(_Section):
     study: str | None = Field(None, description="study name (default: the data's name)")
     out: str | None = Field(None, description="run directory (default: runs/<study>)")
     resume: bool = Field(False, description="continue the study of this name, or start it")
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1,
+                      description="seed for splits, sampler and weights (0 to 2**32 - 1, as NumPy takes)")
     compress: list[CompressStep] = Field(
         default_factory=list, description="compressions of the tuned model, run after tuning")
 

@@ -6,6 +6,7 @@ from ._budget import Budget
 from ._depth import AFTER_DEPTH_STRATEGY, DEPTH, DepthSearch, depth_study
 from ._plan import (
     BuildModel,
+    FinalModel,
     Plan,
     final_epochs,
     final_seconds,
@@ -20,7 +21,7 @@ from ._ray import require_ray, run_ray
 from ._workers import WorkerJob, check_picklable, publish_run, run_local, run_worker, watch, worker_threads
 
 __all__ = [
-    "Budget", "BuildModel", "Plan", "WorkerJob", "available_cores", "check_picklable", "final_epochs",
+    "Budget", "BuildModel", "FinalModel", "Plan", "WorkerJob", "available_cores", "check_picklable", "final_epochs",
     "final_seconds", "fold_rows", "pick_device", "plan_of_study", "prepare", "publish_run", "require_ray",
     "run_local", "run_ray", "run_worker", "search", "set_threads", "space_for", "train_final", "watch",
     "worker_threads", "AFTER_DEPTH_STRATEGY", "DEPTH", "DepthSearch", "depth_study",

@@ -382,14 +382,30 @@ def search(plan: Plan, study: optuna.Study, budget: Budget, device: torch.device
                callbacks=[plan_final, *callbacks], retries=plan.cfg.execution.retries)
 
 
+@dataclass
+class FinalModel:
+    """The retrained winner: its network, parameters, head, fitted preprocessing, test scores,
+    shape description, and the epochs it was planned and actually trained for."""
+
+    module: nn.Module
+    params: dict[str, Any]
+    head: Any
+    preprocessor: Any
+    test_scores: dict[str, float]
+    meta: Any
+    planned_epochs: int
+    epochs: int  # fewer than planned when the deadline cut the retrain short
+    stop_reason: str
+
+
 def train_final(table: TabularData, train_rows: np.ndarray, test_rows: np.ndarray,
                  params: dict[str, Any], epochs: int, source: ModelSource, device: torch.device,
                  seed: int, deadline: float | None, pretrained: dict[str, torch.Tensor] | None = None,
-                 synonym_words: dict[str, list[str]] | None = None) -> tuple:
+                 synonym_words: dict[str, list[str]] | None = None) -> FinalModel:
     """Retrain `params` on all training rows for `epochs`, then score the test rows once.
 
-    Returns (module, params, head, fitted preprocessor, test scores, model meta). The training matrix is
-    freed before the test rows are encoded, so a large table is never held twice.
+    The training matrix is freed before the test rows are encoded, so a large table is never
+    held twice.
     """
     final = encode_split(table, train_rows, None)
     head = make_head(table.task, final.y_train, len(table.classes), params)
@@ -401,12 +417,13 @@ def train_final(table: TabularData, train_rows: np.ndarray, test_rows: np.ndarra
                          n_classes=len(table.classes), epochs=int(params["max_epochs"]), device=device, seed=seed,
                          pretrained=pretrained, X_unlabeled=final.X_unlabeled, difficulty=final.difficulty,
                          kind=data_kind(table), synonyms=fold_synonyms(final, synonym_words))
-    fit(module, head, final.X_train, final.y_train, params, epochs=epochs, device=device,
-        seed=seed, deadline=deadline, **extras)
+    trained = fit(module, head, final.X_train, final.y_train, params, epochs=epochs, device=device,
+                  seed=seed, deadline=deadline, **extras)
     final.X_train = None
     X_test = torch.from_numpy(transform(final.preprocessor, table.features, test_rows)).to(device)
     test_scores = score_all(table.task, table.y[test_rows], head.scores(predict_outputs(module, X_test)))
-    return module, params, head, final.preprocessor, test_scores, meta
+    return FinalModel(module, params, head, final.preprocessor, test_scores, meta, planned_epochs=epochs,
+                      epochs=trained.epochs_run, stop_reason=trained.stop_reason)
 
 
 def fold_rows(plan: Plan) -> int:

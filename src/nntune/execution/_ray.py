@@ -33,16 +33,17 @@ def _ray_worker(job: WorkerJob) -> int:
 
 
 def run_ray(job: WorkerJob, study: optuna.Study, address: str | None, cpus_per_trial: float,
-            gpus_per_trial: float, callbacks: Sequence[TrialCallback] = ()) -> None:
+            gpus_per_trial: float, callbacks: Sequence[TrialCallback] = ()) -> list[str]:
     """Run the study's workers as Ray tasks; without `address`, on a local Ray instance
-    started for this run and stopped after it."""
+    started for this run and stopped after it. Returns the first line of each task that
+    failed as a whole (a trial's own failure is recorded on the trial instead)."""
     ray = require_ray()
     check_picklable(job)
     if address not in (None, "local") and (is_journal(job.storage) or job.storage.startswith("sqlite")):
         # A file is only shared by the nodes of one machine; say so before tasks fail remotely.
         optuna.logging.get_logger("nntune").warning(
             "storage %s is a local file: on a multi-node Ray cluster use --storage postgresql://...",
-            job.storage)
+            job.storage)  # a file path: no password in it
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
@@ -74,6 +75,7 @@ def run_ray(job: WorkerJob, study: optuna.Study, address: str | None, cpus_per_t
                 errors.append(str(getattr(exc, "cause", None) or exc))
         if errors and not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
             raise NntuneError(f"the Ray workers failed: {errors[0].splitlines()[0]}")
+        return [e.splitlines()[0] if e else "unknown error" for e in errors]
     finally:
         if started_here:
             ray.shutdown()

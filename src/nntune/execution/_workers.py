@@ -21,6 +21,8 @@ from typing import Any
 
 import optuna
 
+from .._secrets import mask_url
+from ..config import public_config
 from ..data import check_same_data
 from ..errors import ConfigError, NntuneError
 from ..search import FINISHED, TrialCallback, counts_toward_budget, get_storage
@@ -52,7 +54,7 @@ def publish_run(study: optuna.Study, plan: Plan, budget: Budget) -> None:
     previous = study.user_attrs.get("data_ref")
     if previous is not None:
         check_same_data(previous, plan.data_ref)  # a resumed study keeps its data
-    study.set_user_attr("config", plan.cfg.model_dump(mode="json"))
+    study.set_user_attr("config", public_config(plan.cfg))
     study.set_user_attr("n_trials", plan.n_trials)
     study.set_user_attr("run", {"started": time.time() - budget.elapsed(), "timeout": budget.timeout,
                                 "tail": budget.tail})
@@ -105,7 +107,7 @@ def _study_attrs(job: WorkerJob) -> dict[str, Any]:
         except KeyError:
             if time.monotonic() >= give_up:
                 waited = f" after waiting {job.wait:g}s" if job.wait else ""
-                raise ConfigError(f"study '{job.study}' is not in storage '{job.storage}'{waited}") from None
+                raise ConfigError(f"study '{job.study}' is not in storage '{mask_url(job.storage)}'{waited}") from None
         time.sleep(0.5)
 
 
@@ -155,11 +157,12 @@ def check_picklable(job: WorkerJob) -> None:
 
 def run_local(job: WorkerJob, workers: int, study: optuna.Study,
               callbacks: Sequence[TrialCallback] = (),
-              here: Callable[[int, Sequence[TrialCallback]], None] | None = None) -> None:
+              here: Callable[[int, Sequence[TrialCallback]], None] | None = None) -> list[str]:
     """Run `workers` workers on this machine sharing the study, reporting each finished trial
     to `callbacks`. With `here(threads, callbacks)`, this process is one of them (it searches
     while the others start): a worker process pays Python's and torch's start-up, this one
-    has paid it already."""
+    has paid it already. Returns the first line of each worker's failure (a crashed worker's
+    trials were queued again; the run goes on without it)."""
     check_picklable(job)
     threads = worker_threads(workers, job.threads)
     spawned = workers - 1 if here is not None else workers
@@ -204,6 +207,9 @@ def run_local(job: WorkerJob, workers: int, study: optuna.Study,
     messages.extend(_drain(errors))
     codes = [p.exitcode for p in processes] + ([0] if here is not None else [])
     _raise_if_failed(study, codes, messages)
+    crashed = sum(1 for code in codes if code != 0)
+    lines = [m.splitlines()[0] if m else "unknown error" for m in messages]
+    return lines + [f"a worker process exited with code {code}" for code in codes if code != 0][len(lines):crashed]
 
 
 def _serialised(callback: TrialCallback, lock: threading.Lock) -> TrialCallback:

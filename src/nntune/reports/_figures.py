@@ -13,6 +13,7 @@ import numpy as np
 import optuna
 import plotly.graph_objects as go
 
+from .._places import FIGURES_MARKER, claim_figures
 from ..errors import ConfigError
 
 TrialState = optuna.trial.TrialState
@@ -220,7 +221,9 @@ def export_pngs(figures: list[Figure], directory: str | Path, scale: float = 2.0
     except ImportError:
         raise ConfigError("PNG export needs kaleido: pip install 'nntune[png]'") from None
     directory = Path(directory)
+    claim_figures(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    (directory / FIGURES_MARKER).touch()  # nntune's directory: a later export may write here again
     drawn = [f for f in figures if f.figure is not None]
     paths = [directory / f"{f.key}.png" for f in drawn]
     try:

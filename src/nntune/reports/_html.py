@@ -32,7 +32,7 @@ from ._figures import (
     study_figures,
     training_curves,
 )
-from ._tables import read_run, top_trials
+from ._tables import failures_text, read_run, top_trials
 
 BASELINE_SHARE = 0.1  # baselines run by default when they cost under this share of the run
 DEPTH_NOTE = ("each depth's best trial in a brief search of its own (studies '{study}.depth<d>'), ± one "
@@ -127,8 +127,8 @@ def _baselines(result: dict, study: optuna.Study, plan) -> str:
         started = time.monotonic()
         params = {**plan.fixed, **default.params}
         epochs = final_epochs(default, len(plan.train_rows), fold_rows(plan), int(plan.fixed["max_epochs"]))
-        *_, scores, _ = train_final(plan.table, plan.train_rows, plan.test_rows, params, epochs, plan.model,
-                                 pick_device("cpu"), plan.cfg.seed, None, plan.pretrained)
+        scores = train_final(plan.table, plan.train_rows, plan.test_rows, params, epochs, plan.model,
+                             pick_device("cpu"), plan.cfg.seed, None, plan.pretrained).test_scores
         rows.append((f"default network (trial {default.number}'s recipe, untuned)", scores.get(metric),
                      f"{time.monotonic() - started:.1f} s"))
     table = plan.table
@@ -188,6 +188,8 @@ def _summary(result: dict, attrs: dict) -> str:
         ("validation", f"{search.get('cv')}-fold cross-validation" if search.get("cv") else "one validation split"),
         ("workers", f"{execution.get('workers', 1)} ({execution.get('backend', 'local')})"),
         ("trials", ", ".join(f"{n} {s}" for s, n in result["n_trials"].items())),
+        *([("failed", failures_text(result["failed"]))] if result.get("failed") else []),
+        *[("warning", w) for w in result.get("warnings") or []],
         (f"best validation {result['metric']}", best),
     ]
     rows += [(f"test {k}", v) for k, v in result["test_scores"].items()]

@@ -55,9 +55,25 @@ def summary_table(result: dict[str, Any]) -> Table:
     for name, value in result["test_scores"].items():
         table.add_row(f"test {name}", f"{value:.4f}")
     table.add_row("trials", ", ".join(f"{n} {s}" for s, n in result["n_trials"].items()))
+    if result.get("failed"):
+        table.add_row("failed", failures_text(result["failed"]))
+    for warning in result.get("warnings") or []:
+        table.add_row("warning", warning)
     table.add_row("time", f"{result['seconds']:.1f} s")
     table.add_row("model", result["model_dir"])
     return table
+
+
+def failures_text(failed: dict[str, Any]) -> str:
+    """'3 trials (most often: ...); 1 worker (...)': why a run has fewer trials than asked."""
+    parts = []
+    if failed.get("trials"):
+        parts.append(f"{failed['trials']} trial{'s' if failed['trials'] != 1 else ''} "
+                     f"(most often: {failed.get('most_common')})")
+    if failed.get("workers"):
+        errors = "; ".join(failed.get("worker_errors") or [])
+        parts.append(f"{failed['workers']} worker{'s' if failed['workers'] != 1 else ''} failed ({errors})")
+    return "; ".join(parts)
 
 
 def params_table(params: dict[str, Any], title: str = "best configuration") -> Table:

@@ -19,6 +19,7 @@ from typing import Any
 
 import optuna
 
+from .._secrets import mask_url, scrub, without_mask
 from ..errors import ConfigError, StudyExistsError
 from ._objectives import Objectives, feasible, pick_trial
 
@@ -38,7 +39,7 @@ def storage_url(storage: str | None, run_dir: Path) -> str:
             return storage
         raise ConfigError(
             f"storage must be a SQLAlchemy URL such as sqlite:///study.db or "
-            f"postgresql://host/db, or a journal file ending in .journal; got '{storage}'")
+            f"postgresql://host/db, or a journal file ending in .journal; got '{mask_url(storage)}'")
     return f"sqlite:///{(run_dir / 'study.db').as_posix()}"
 
 
@@ -63,6 +64,7 @@ def get_storage(url: str, heartbeat: float | None = None,
     """Open a storage. With `heartbeat` (seconds), a running trial writes a heartbeat that
     often, and one silent for three heartbeats is failed and queued again (up to `retries`
     times) by whichever worker notices it first: Optuna's own mechanism, database storage only."""
+    url = without_mask(url)  # a URL read back from result.json: the driver finds the password
     if is_journal(url):
         path = Path(url)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,13 +84,14 @@ def get_storage(url: str, heartbeat: float | None = None,
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.RDBStorage(url, **kwargs)
         except ImportError:
-            raise ConfigError(f"storage '{url}' needs a database driver that is not installed: "
+            raise ConfigError(f"storage '{mask_url(url)}' needs a database driver that is not installed: "
                               "pip install 'nntune[postgres]' for PostgreSQL") from None
         except Exception as exc:
             # Processes opening a new database at the same moment both create its tables; the
             # loser fails on a duplicate and finds the tables there on its next attempt.
             if attempt == 2 or not _is_duplicate(exc):
-                raise ConfigError(f"storage '{url}' cannot be opened: {str(exc).splitlines()[0]}") from None
+                reason = scrub(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, url)
+                raise ConfigError(f"storage '{mask_url(url)}' cannot be opened: {reason}") from None
             time.sleep(0.2 + 0.3 * attempt)
     raise AssertionError("unreachable")
 
