@@ -95,3 +95,41 @@ def test_without_pyg_the_error_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch_geometric.datasets", None)
     with pytest.raises(DataError, match=r"pip install 'nntune\[graph\]'"):
         load_graph(GRAPHS, name="Cora")
+
+
+def _write_planetoid(root, name, *, edges=True, nan_feature=False):
+    """A tiny graph in the Planetoid layout: 10 training, 500 validation, 20 test nodes
+    (PyG takes the 500 nodes after the training ones as validation nodes)."""
+    import pickle
+
+    raw = root / name / "raw"
+    raw.mkdir(parents=True)
+    n_all, n_test = 520, 20
+    rng = np.random.default_rng(0)
+    onehot = np.eye(2, dtype=np.float32)[rng.integers(0, 2, n_all + n_test)]
+    features = rng.random((n_all + n_test, 5)).astype(np.float32)
+    if nan_feature:
+        features[3, 1] = np.nan
+    neighbours = {i: [] for i in range(n_all + n_test)}
+    for i in range(n_all + n_test):
+        neighbours[i].append(i + 1 if edges and i + 1 < n_all + n_test else i)  # else a self-loop only
+    parts = {"x": features[:10], "y": onehot[:10], "allx": features[:n_all], "ally": onehot[:n_all],
+             "tx": features[n_all:], "ty": onehot[n_all:], "graph": neighbours}
+    for part, value in parts.items():
+        (raw / f"ind.{name.lower()}.{part}").write_bytes(pickle.dumps(value))
+    (raw / f"ind.{name.lower()}.test.index").write_text("\n".join(map(str, range(n_all, n_all + n_test))) + "\n")
+
+
+def test_a_graph_without_edges_is_refused(tmp_path):
+    # It trained graph networks on a graph of isolated nodes, and scored them as such.
+    _write_planetoid(tmp_path, "Linked")
+    _write_planetoid(tmp_path, "Lonely", edges=False)
+    assert load_graph(tmp_path, name="Linked").details["edges"] > 0
+    with pytest.raises(DataError, match=r"graph 'Lonely' has no edges: .*ind.lonely.graph lists no neighbour"):
+        load_graph(tmp_path, name="Lonely")
+
+
+def test_node_features_that_are_not_finite_are_refused(tmp_path):
+    _write_planetoid(tmp_path, "Holes", nan_feature=True)
+    with pytest.raises(DataError, match=r"node features of graph 'Holes' hold 1 NaN or infinite value"):
+        load_graph(tmp_path, name="Holes")

@@ -106,6 +106,7 @@ def load_graph(path: str | Path, *, name: str | None) -> ArrayData:
         # PyG prints 'Processing...' while it converts the raw files: not nntune's output.
         with contextlib.redirect_stderr(io.StringIO()):
             graph = Planetoid(root=tmp, name=folder.name)[0]
+    _check_graph(graph, folder)
 
     codes, classes = encode_labels(graph.y.numpy(), "multiclass")
     split = tuple(np.flatnonzero(mask.numpy()).astype(np.int64)
@@ -117,6 +118,20 @@ def load_graph(path: str | Path, *, name: str | None) -> ArrayData:
     return ArrayData(np.arange(graph.num_nodes, dtype=np.int64), codes, "multiclass", "graph", folder.name,
                      make_encoder=partial(GraphEncoder, tensors), target="class", classes=classes,
                      fixed_split=split, final_on_validation=False, details=details)
+
+
+def _check_graph(graph: Any, folder: Path) -> None:
+    """Refuse a graph without edges (self-loops aside: PyG drops them) and node features that
+    are not finite. Without edges a graph network is an MLP on node features that is scored as
+    a graph model; the usual cause is a broken `ind.<name>.graph` file."""
+    if graph.num_edges == 0:
+        raise DataError(f"graph '{folder.name}' has no edges: {folder / 'raw'}/ind.{folder.name.lower()}.graph "
+                        "lists no neighbour besides a node itself; give a graph with edges, or train on the "
+                        "node features as a table")
+    not_finite = int((~torch.isfinite(graph.x)).sum())
+    if not_finite:
+        raise DataError(f"the node features of graph '{folder.name}' hold {not_finite} NaN or infinite value(s); "
+                        "replace them with numbers")
 
 
 def _graph_folder(root: Path, name: str | None) -> Path:
