@@ -244,3 +244,28 @@ def test_odd_options_are_one_line_and_exit_2(cli, tmp_path, args, words):
     code, _, err = cli("tune", "--dataset", "iris", "--trials", "1", "--out", tmp_path / "run", *args)
     assert code == 2 and words in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_a_storage_file_of_the_users_is_not_written_to(cli, tmp_path):
+    import sqlite3
+
+    log = tmp_path / "notes.log"
+    log.write_text("my own log\n")
+    database = tmp_path / "mine.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute("CREATE TABLE grades (name TEXT)")
+    before = database.read_bytes()
+    for storage in (str(log), f"sqlite:///{database}"):
+        code, _, err = cli("tune", "--dataset", "iris", "--trials", "1", "--storage", storage,
+                           "--out", tmp_path / "run")
+        assert code == 2 and "choose another --storage" in err
+    assert log.read_text() == "my own log\n" and database.read_bytes() == before
+
+
+def test_a_run_directory_of_another_study_is_not_replaced(cli, run, tmp_path):
+    mine = tmp_path / "run"
+    shutil.copytree(run, mine)
+    before = _tree(mine)
+    code, _, err = cli("tune", "--dataset", "iris", "--trials", "1", "--study", "other", "--out", mine)
+    assert code == 2 and "holds the run of study 'iris'" in err
+    assert _tree(mine) == before

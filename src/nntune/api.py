@@ -185,9 +185,16 @@ def make_config(config: str | Path | RunConfig | Mapping[str, Any] | None = None
     return load_config(config, overrides)
 
 
-def _claim_run_places(run_dir: Path, cfg: RunConfig, report: bool) -> None:
-    """Everything a run writes, refused up front where it is not nntune's to replace."""
+def _claim_run_places(run_dir: Path, cfg: RunConfig, report: bool, study: str | None = None) -> None:
+    """Everything a run writes, refused up front where it is not nntune's to replace; and the
+    model and result of another study's run are not replaced either."""
     claim_run_dir(run_dir)
+    result = run_dir / "result.json"
+    if study is not None and result.is_file():
+        other = (read_run(run_dir).get("study") if is_json_with("study")(result) else None)
+        if other not in (None, study):
+            raise ConfigError(f"'{run_dir}' holds the run of study '{other}'; choose another --out, "
+                              f"or continue that run with --study {other} --resume")
     if report:
         claim_page(run_dir / "report.html")
     for step in cfg.compress:
@@ -284,7 +291,7 @@ def tune(
     warm = _warm_points(cfg.search.warm_start, plan) if cfg.search.warm_start else []
     name = cfg.study or _study_name(plan.table.name)
     run_dir = Path(cfg.out or Path("runs") / name)
-    _claim_run_places(run_dir, cfg, report)
+    _claim_run_places(run_dir, cfg, report, name)
     url = storage_url(cfg.storage, run_dir)
     job = WorkerJob(absolute_storage(url), name, data=data if plan.data_ref["kind"] == "memory" else None,
                     y=y, build_model=build_model, threads=cfg.training.threads)

@@ -65,6 +65,7 @@ def get_storage(url: str, heartbeat: float | None = None,
     often, and one silent for three heartbeats is failed and queued again (up to `retries`
     times) by whichever worker notices it first: Optuna's own mechanism, database storage only."""
     url = without_mask(url)  # a URL read back from result.json: the driver finds the password
+    _check_study_file(url)
     if is_journal(url):
         path = Path(url)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,6 +95,32 @@ def get_storage(url: str, heartbeat: float | None = None,
                 raise ConfigError(f"storage '{mask_url(url)}' cannot be opened: {reason}") from None
             time.sleep(0.2 + 0.3 * attempt)
     raise AssertionError("unreachable")
+
+
+def _check_study_file(url: str) -> None:
+    """A file storage that exists must be a study file: Optuna would otherwise append its
+    records to a user's log file or add its tables to a user's SQLite database."""
+    if is_journal(url):
+        path = Path(url)
+        if path.is_file() and path.stat().st_size:
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                first = handle.readline()
+            if '"op_code"' not in first:
+                raise ConfigError(f"storage '{url}' exists and is not an Optuna journal file; "
+                                  "choose another --storage or remove it")
+    elif url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        path = Path(url.removeprefix("sqlite:///"))
+        if path.is_file() and path.stat().st_size:
+            import sqlite3
+
+            try:
+                with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
+                    tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            except sqlite3.DatabaseError:
+                tables = {"(not a database)"}
+            if tables and "studies" not in tables:
+                raise ConfigError(f"storage '{url}' is a SQLite file without Optuna's tables; "
+                                  "choose another --storage or remove it")
 
 
 def _is_duplicate(exc: Exception) -> bool:
