@@ -129,3 +129,17 @@ def test_mnist1d_keeps_its_split_and_is_cached(tmp_path, monkeypatch):
     np.testing.assert_array_equal(first.y, second.y)
     (fold_train, fold_val), = make_folds(first, np.arange(4000), None, 0.2, seed=3)
     np.testing.assert_array_equal(fold_val, val)
+
+
+def test_samples_beyond_float32_and_infinite_regression_labels_are_refused():
+    # 1e308 became inf in float32 and was reported as "NaN or infinite"; infinite regression
+    # labels failed every trial with a NaN loss.
+    signals = np.random.default_rng(0).normal(size=(8, 30))
+    signals[2, 5] = 1e308
+    with pytest.raises(DataError, match=r"1 of the 8 signals hold values beyond 3.4e\+38 \(the largest float32"):
+        load_signals(signals, y=[0, 1] * 4)
+    labels = np.linspace(0, 1, 8)
+    labels[3] = -np.inf
+    with pytest.raises(DataError, match=r"regression target 'label' holds 1 infinite value\(s\) \(inf or -inf\); "
+                                        r"replace them with numbers, or drop those rows"):
+        load_signals(signals[:, :4] * 0, y=labels, task="regression")

@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..errors import DataError, check_choice
 from ._arrays import ArrayData, Standardize, encode_labels
+from ._schema import LARGEST_NUMBER
 from ._task import detect_task
 
 IMAGE_DATASETS = ("digits",)
@@ -187,6 +188,11 @@ def _check_samples(samples: np.ndarray, what: str) -> np.ndarray:
         raise DataError(f"the {what} array has no samples")
     if not (np.issubdtype(samples.dtype, np.number) or samples.dtype == bool):
         raise DataError(f"{what} must be numbers; got an array of dtype {samples.dtype}")
+    if samples.dtype.kind == "f" and samples.dtype.itemsize > 4:  # float32 would turn these into inf
+        huge = (np.abs(samples) > LARGEST_NUMBER).reshape(len(samples), -1).any(axis=1)
+        if huge.any():
+            raise DataError(f"{int(huge.sum())} of the {len(samples)} {what} hold values beyond {LARGEST_NUMBER:.3g} "
+                            "(the largest float32, which nntune's networks compute in); rescale them")
     samples = samples.astype(np.float32, copy=False)
     bad = int((~np.isfinite(samples)).reshape(len(samples), -1).any(axis=1).sum())
     if bad:

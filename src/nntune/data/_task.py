@@ -11,6 +11,8 @@ from ._schema import check_numbers
 TASKS = ("auto", "binary", "multiclass", "regression")
 # A numeric target with more distinct values than this is read as a quantity, not a label.
 MAX_CLASSES_FOR_NUMERIC = 20
+# What to do with infinite targets: an empty target drops the row from a table, not from arrays.
+TARGET_INSTEAD = "replace them with numbers, or drop those rows"
 
 
 def detect_task(y: pd.Series, task: str = "auto") -> str:
@@ -25,7 +27,7 @@ def detect_task(y: pd.Series, task: str = "auto") -> str:
                 f"regression target '{y.name}' is not numeric (found value '{bad}'); "
                 "use --task binary/multiclass for labels"
             )
-        check_numbers(y.to_numpy(dtype=float, na_value=np.nan), f"regression target '{y.name}'")
+        check_numbers(y.to_numpy(dtype=float, na_value=np.nan), f"regression target '{y.name}'", TARGET_INSTEAD)
         return task
     if task == "auto":
         if numeric:
@@ -34,7 +36,7 @@ def detect_task(y: pd.Series, task: str = "auto") -> str:
             integral = np.isfinite(values).all() and np.all(np.equal(np.mod(values, 1), 0))
             task = "regression" if (not integral or n_unique > MAX_CLASSES_FOR_NUMERIC) else "classify"
             if task == "regression":
-                check_numbers(values, f"regression target '{y.name}'")
+                check_numbers(values, f"regression target '{y.name}'", TARGET_INSTEAD)
         else:
             task = "classify"
         if task == "classify":
