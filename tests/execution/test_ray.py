@@ -10,6 +10,7 @@ import nntune
 from nntune.search import counts_toward_budget
 
 from .conftest import trials_of
+from .test_training_extras import assert_learned
 
 
 @pytest.fixture
@@ -28,12 +29,12 @@ def ray_cluster():
 @pytest.mark.slow
 def test_trials_run_as_ray_tasks_on_a_cluster(tmp_path, churn_csv, ray_cluster):
     result = nntune.tune(churn_csv, target="churned", trials=6, backend="ray", cpus_per_trial=1,
-                         out=tmp_path / "run", study="ray", max_epochs=8)
+                         out=tmp_path / "run", study="ray", max_epochs=8, report=False)
     trials = trials_of(result.storage, "ray")
     assert sum(counts_toward_budget(t) for t in trials) == 6
     pids = {t.user_attrs["worker"]["pid"] for t in trials}
     assert len(pids) == 2 and os.getpid() not in pids  # two tasks of 1 CPU each on 2 CPUs
-    assert result.test_scores["accuracy"] > 0.6
+    assert_learned(result.test_scores["accuracy"], result.run_dir)  # vs. logistic regression on its split
     assert ray_cluster.is_initialized()  # a cluster nntune did not start, it leaves running
     reloaded = nntune.load(result.model_dir)
     assert reloaded.predict(nntune.api.read_table(churn_csv)).shape == (300,)
@@ -43,9 +44,10 @@ def test_trials_run_as_ray_tasks_on_a_cluster(tmp_path, churn_csv, ray_cluster):
 def test_without_an_address_a_local_ray_instance_is_started_and_stopped(tmp_path, churn_csv):
     import ray
 
-    result = nntune.tune(churn_csv, target="churned", trials=2, backend="ray", out=tmp_path / "run",
-                         study="local", max_epochs=5)
-    assert result.n_trials["complete"] == 2
+    # One trial: one Ray worker to start, which is what this test waits for.
+    result = nntune.tune(churn_csv, target="churned", trials=1, backend="ray", out=tmp_path / "run",
+                         study="local", max_epochs=5, report=False)
+    assert result.n_trials["complete"] == 1
     assert not ray.is_initialized()
 
 
