@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# The few small real files the tests read live in the repository (sources and licences in its
+# README), so that a clone runs its tests without ../shared beside it.
+TEST_DATA = Path(__file__).resolve().parent / "data" / "files"
 
 
 @pytest.fixture

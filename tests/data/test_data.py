@@ -15,7 +15,7 @@ from nntune.data import (
     split_train_test,
 )
 from nntune.errors import DataError
-from tests.conftest import SHARED_DATA
+from tests.conftest import TEST_DATA
 
 
 @pytest.mark.parametrize("values, task", [
@@ -119,7 +119,7 @@ def test_schema_checks_new_data(churn_frame):
 
 
 def test_datetime_columns_become_numbers():
-    frame = pd.read_csv(SHARED_DATA / "tabular" / "taxis.csv", nrows=200)
+    frame = pd.read_csv(TEST_DATA / "taxis.csv")  # its first 200 trips
     schema = infer_schema(frame.drop(columns="payment"))
     kinds = {c.name: c.kind for c in schema.columns}
     assert kinds["pickup"] == "datetime" and kinds["pickup_zone"] == "categorical"

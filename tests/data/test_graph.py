@@ -10,9 +10,9 @@ import torch
 from nntune.data import encode_split, encoder_from_json, make_folds, split_train_test
 from nntune.data._graph import GraphEncoder, load_graph
 from nntune.errors import DataError
-from tests.conftest import SHARED_DATA
+from tests.conftest import TEST_DATA
 
-GRAPHS = SHARED_DATA / "graph"
+GRAPHS = TEST_DATA / "graph"
 
 
 def _tree(folder):
@@ -30,7 +30,7 @@ def cora():
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(socket.socket, "connect", no_network)
         data = load_graph(GRAPHS, name="Cora")
-    assert _tree(GRAPHS) == before  # nothing written into the shared data (no processed/)
+    assert _tree(GRAPHS) == before  # nothing written beside the data (no processed/)
     return data
 
 

@@ -10,9 +10,9 @@ from nntune.data import DataOptions, encode_split, encoder_from_json, load_data
 from nntune.data._text import TextEncoder, load_text
 from nntune.errors import ConfigError, DataError
 
-from ..conftest import SHARED_DATA
+from ..conftest import TEST_DATA
 
-SMS = SHARED_DATA / "text" / "sms_spam.tsv"
+SMS = TEST_DATA / "sms_spam.tsv"  # 320 of the 5,574 messages (see files/README.md)
 
 
 @pytest.fixture
@@ -40,10 +40,10 @@ def test_load_data_dispatches_on_the_text_column(reviews_csv):
 
 def test_header_less_sms_file_by_column_positions():
     data = load_text(SMS, text_column="1", target="0")
-    # The UCI collection's 5,574 messages: a stray quote in one message must not swallow the
-    # next lines (a quote-aware reader merges three lines into one).
-    assert data.n_rows == 5574 and data.classes == ["ham", "spam"]
-    assert np.bincount(data.y).tolist() == [4827, 747]
+    # 320 lines of the UCI collection: a stray quote in one message must not swallow the next
+    # lines (a quote-aware reader merges three lines into one, leaving 318 rows).
+    assert data.n_rows == 320 and data.classes == ["ham", "spam"]
+    assert np.bincount(data.y).tolist() == [272, 48]
     assert data.features[0].startswith("Go until jurong point")
     assert not any("\n" in text for text in data.features)
 

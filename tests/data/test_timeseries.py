@@ -11,9 +11,9 @@ from nntune.data import encode_split, encoder_from_json, make_folds, split_train
 from nntune.data._timeseries import WindowScaler, load_timeseries, seasonal_naive
 from nntune.errors import ConfigError, DataError
 
-from ..conftest import SHARED_DATA
+from ..conftest import TEST_DATA
 
-AIRLINE = SHARED_DATA / "timeseries" / "airline_passengers.csv"
+AIRLINE = TEST_DATA / "airline_passengers.csv"
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 
 import nntune
 
-from ..conftest import SHARED_DATA
+from ..conftest import TEST_DATA
 
 ONE_TRIAL = {"trials": 1, "max_epochs": 2, "patience": 2, "threads": 1, "report": False, "pruner": "none"}
 
@@ -59,9 +59,9 @@ CASES = {
     "cnn_rnn": (lambda r: {"data": r / "signals.npz"}, lambda r: np.load(r / "signals.npz")["X"]),
     "rnn": (lambda r: {"data": r / "reviews.csv", "text_column": "review", "target": "label"},
             lambda r: pd.read_csv(r / "reviews.csv")["review"].to_numpy(dtype=object)),
-    "transformer": (lambda r: {"data": SHARED_DATA / "timeseries" / "airline_passengers.csv",
+    "transformer": (lambda r: {"data": TEST_DATA / "airline_passengers.csv",
                                "time_column": "Month", "lookback": 12},
-                    lambda r: nntune.data.load_timeseries(SHARED_DATA / "timeseries" / "airline_passengers.csv",
+                    lambda r: nntune.data.load_timeseries(TEST_DATA / "airline_passengers.csv",
                                                           time_column="Month", lookback=12).features),
 }
 
@@ -77,7 +77,7 @@ def test_every_family_saves_and_reloads_in_a_fresh_process(tmp_path, inputs):
         X = samples(inputs)
         np.save(tmp_path / f"{family}.npy", X, allow_pickle=X.dtype == object)
         expected[family] = result.model.predict(X)
-    graph = nntune.tune(str(SHARED_DATA / "graph"), graph="Cora", family="gnn", out=tmp_path / "gnn", **ONE_TRIAL)
+    graph = nntune.tune(str(TEST_DATA / "graph"), graph="Cora", family="gnn", out=tmp_path / "gnn", **ONE_TRIAL)
     nodes = np.arange(2708)
     np.save(tmp_path / "gnn.npy", nodes)
     expected["gnn"] = graph.model.predict(nodes)

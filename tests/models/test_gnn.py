@@ -15,7 +15,7 @@ from nntune.errors import ConfigError
 from nntune.models import ModelMeta, build_model, family_names, get_family
 from nntune.models.gnn import shape_of_weights
 from nntune.training import fit, get_metric, make_head
-from tests.conftest import SHARED_DATA
+from tests.conftest import TEST_DATA
 
 NODES, FEATURES, CLASSES = 12, 6, 3
 
@@ -126,7 +126,7 @@ def test_the_family_loads_without_pyg_and_building_says_what_to_install(monkeypa
 
 
 def test_default_gcn_reaches_published_accuracy_on_cora(one_thread):
-    data = load_graph(SHARED_DATA / "graph", name="Cora")
+    data = load_graph(TEST_DATA / "graph", name="Cora")
     train, val, test = data.fixed_split
     split = encode_split(data, train, val)
     meta = ModelMeta(output_dim=7, task="multiclass", kind="graph", **split.model_input())
