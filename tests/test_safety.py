@@ -226,7 +226,7 @@ def test_a_retrain_cut_short_records_the_epochs_it_trained(tmp_path, monkeypatch
     caplog.set_level(logging.WARNING, logger="nntune")
     monkeypatch.setattr(Budget, "final_deadline", lambda self: time.monotonic())  # already due
     result = nntune.tune(dataset="iris", trials=1, max_epochs=20, pruner="none", out=tmp_path / "run",
-                         report=False)
+                         report=False, final="refit")
     info = json.loads((result.model_dir / "model.json").read_text())
     assert info["epochs"] == 1 < info["planned_epochs"]
     assert any("planned epochs" in w for w in result.warnings)

@@ -41,8 +41,7 @@ from .execution import (
     DepthSearch,
     WorkerJob,
     check_picklable,
-    final_epochs,
-    fold_rows,
+    deliver,
     pick_device,
     plan_of_study,
     prepare,
@@ -53,8 +52,8 @@ from .execution import (
     run_worker,
     search,
     set_threads,
-    train_final,
 )
+from .models import Ensemble
 from .predictor import Predictor, load
 from .reports import read_run, render_ablation, render_comparison, render_report
 from .search import (
@@ -122,7 +121,7 @@ class TuneResult:
 
 OPTION_NAMES = frozenset({
     "data", "dataset", "target", "task", "test_size", "val_size", "family", "max_epochs",
-    "threads", "device", "patience", "strategy", "pruner", "trials", "timeout", "cv", "metric",
+    "threads", "device", "patience", "final", "strategy", "pruner", "trials", "timeout", "cv", "metric",
     "space", "space_mode", "storage", "study", "out", "resume", "seed", "workers", "backend",
     "address", "cpus_per_trial", "gpus_per_trial", "heartbeat", "retries", "objectives", "constraints",
     "pick", "warm_start", "cocktail", "depth_trials", "depth_max", "unlabeled", "pretrained",
@@ -146,6 +145,7 @@ def make_config(config: str | Path | RunConfig | Mapping[str, Any] | None = None
                                                 "synonyms", "time_column", "lookback", "horizon", "graph")}},
         "model": {"family": options.get("family")},
         "training": {"max_epochs": options.get("max_epochs"), "threads": options.get("threads"),
+                     "final": options.get("final"),
                      "device": options.get("device"),
                      "early_stopping": {"patience": options.get("patience")},
                      "pretrained": options.get("pretrained"), "freeze_layers": options.get("freeze_layers"),
@@ -354,13 +354,10 @@ def tune(
 
     if parallel:
         set_threads(cfg.training.threads)  # the final model has the machine to itself
-    params = {**plan.fixed, **best.params}
-    epochs = final_epochs(best, len(plan.train_rows), fold_rows(plan), int(plan.fixed["max_epochs"]))
-    final = train_final(plan.table, plan.train_rows, plan.test_rows, params, epochs, plan.model, device,
-                        cfg.seed, budget.final_deadline(), plan.pretrained, plan.synonym_words())
+    final = deliver(plan, best, device, budget.final_deadline())
     params, test_scores, meta = final.params, final.test_scores, final.meta
-    run_warnings = []
-    if final.epochs < final.planned_epochs:
+    run_warnings = list(final.notes)
+    if final.mode == "refit" and final.epochs < final.planned_epochs:
         run_warnings.append(f"the final model trained {final.epochs} of its {final.planned_epochs} planned epochs "
                             f"before the time limit; give a longer --timeout for the full retrain")
         logging.getLogger("nntune").warning(run_warnings[-1])
@@ -369,7 +366,9 @@ def tune(
     info = {"family": "custom" if build_model else params.get("family", cfg.model.family), "params": params,
             "input_dim": meta.input_dim, "meta": meta.to_json(), "task": table.task, "target": table.target,
             "classes": table.classes, "metric": plan.metric.name, "study": name, "epochs": final.epochs,
-            "planned_epochs": final.planned_epochs,
+            "planned_epochs": final.planned_epochs, "final": final.mode,
+            **({"ensemble": {"members": len(final.members), "combine": final.module.combine,
+                             "folds": final.members}} if isinstance(final.module, Ensemble) else {}),
             **({"input_column": table.details["input_column"]} if "input_column" in getattr(table, "details", {})
                else {})}
     model = Predictor(final.module, final.preprocessor, final.head, table.schema, info)
@@ -767,14 +766,20 @@ def export(run_dir: str | Path, format: str = "onnx", out: str | Path | None = N
 def _claim_export(file: Path) -> None:
     """An export replaces only an earlier export: the network file and its sidecars are
     written where nothing is, or where the description beside them says nntune wrote them."""
+    from .compression import FORMATS
     from .compression._export import sidecars
 
     preprocessor, description = sidecars(file)
-    claim(description, is_json_with("format", "input_columns"), "an nntune export description")
-    for path in (file, preprocessor):
-        if path.exists() and not description.exists():
-            raise ConfigError(f"'{path}' exists and is not an nntune export (no {description.name} beside it); "
-                              "choose another --out or remove it")
+    is_description = is_json_with("format", "input_columns")
+    claim(description, is_description, "an nntune export description")
+    if file.exists() and not description.exists():
+        raise ConfigError(f"'{file}' exists and is not an nntune export (no {description.name} beside it); "
+                          "choose another --out or remove it")
+    # The preprocessing is shared by the exports of one stem (model.onnx, model.pt).
+    stem = [sidecars(file.with_suffix(suffix))[1] for suffix in FORMATS.values()]
+    if preprocessor.exists() and not any(is_description(d) for d in stem if d.exists()):
+        raise ConfigError(f"'{preprocessor}' exists and is not an nntune export's preprocessing; "
+                          "choose another --out or remove it")
 
 
 def _run_arrays(run_dir: Path, data: Any, y: Any, action: str, model_dir: Path | None = None) -> dict[str, Any]:

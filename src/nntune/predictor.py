@@ -24,7 +24,7 @@ from . import __version__
 from ._atomic import write_dir, write_json
 from .data import Schema, conform, encoder_from_json, transform
 from .errors import ConfigError, DataError, ModelDirError
-from .models import ModelMeta
+from .models import Ensemble, ModelMeta
 from .search import HyperParameters, make_module
 from .training import Head, pick_device, predict_outputs
 
@@ -166,13 +166,16 @@ def load(path: str | Path, build_model: Callable[[HyperParameters], nn.Module] |
     meta = ModelMeta.from_json(config["meta"]) if "meta" in config else \
         ModelMeta(config["input_dim"], head.output_dim, head.task)
     family = config["family"]
-    if family == "custom":
-        if build_model is None:
-            raise ModelDirError(f"the model in '{path}' was built by a user function; "
-                                "pass it as load(path, build_model=fn)")
-        module, _ = make_module(build_model, config["params"], meta)
+    if family == "custom" and build_model is None:
+        raise ModelDirError(f"the model in '{path}' was built by a user function; "
+                            "pass it as load(path, build_model=fn)")
+    source = build_model if family == "custom" else family
+    ensemble = config.get("ensemble")
+    if ensemble:  # the fold models of one configuration, averaged (execution/_final.py)
+        module = Ensemble([make_module(source, config["params"], meta)[0] for _ in range(int(ensemble["members"]))],
+                          ensemble["combine"])
     else:
-        module, _ = make_module(family, config["params"], meta)
+        module, _ = make_module(source, config["params"], meta)
     if config.get("compression", {}).get("method") == "quantize":
         from .compression._quantize import restore  # int8 layers: rebuilt, then filled; CPU only
 
@@ -219,7 +222,8 @@ def stored_types(file: Path) -> set[tuple[str, str]]:
 
 def load_pretrained(source: str | Path) -> dict[str, torch.Tensor]:
     """The tensors of a trained network, by state-dict name, from a model directory that
-    nntune wrote (its weights file) or from a .safetensors file.
+    nntune wrote (its weights file; of an ensemble of fold models, the first one's) or from a
+    .safetensors file.
 
     >>> state = load_pretrained("runs/churn_2023/model")
     """
@@ -233,15 +237,20 @@ def load_pretrained(source: str | Path) -> dict[str, torch.Tensor]:
     except (SafetensorError, OSError) as exc:
         raise ConfigError(f"pretrained weights: '{file}' is not readable as safetensors ({exc}); "
                           f"accepted: {PRETRAINED_SOURCES}") from None
-    if path.is_dir() and _compression(path / FILES["config"]) == "quantize":
+    config = _config(path / FILES["config"]) if path.is_dir() else {}
+    if config.get("compression", {}).get("method") == "quantize":
         raise ConfigError(f"pretrained weights: '{path}' holds int8-quantized layers, packed for "
                           "inference; start from the uncompressed model instead")
+    if config.get("ensemble"):  # fold models of one shape: the first one starts the new network
+        prefix = "members.0."
+        state = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
     return state
 
 
-def _compression(config: Path) -> str | None:
-    """The compression method a model directory's config records, if any."""
+def _config(file: Path) -> dict[str, Any]:
+    """A model directory's config, or {} where it cannot be read."""
     try:
-        return json.loads(config.read_text()).get("compression", {}).get("method")
-    except (OSError, ValueError, AttributeError):
-        return None
+        config = json.loads(file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}

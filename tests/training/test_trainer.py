@@ -148,13 +148,37 @@ def test_thread_count_is_set_deliberately():
     assert set_threads(None, workers=available_cores() * 4) == 1
 
 
-def test_final_fit_keeps_the_epoch_with_the_lowest_training_loss():
+def test_final_fit_keeps_its_last_epoch():
+    """Without validation data the epoch count was chosen on validation data elsewhere (the
+    refit): the weights after the last epoch are kept, not those of the lowest training loss."""
     X, y, _, _ = blobs()
     head = make_head("binary", y, 2, {})
     torch.manual_seed(0)
     model = build_model("mlp", {"n_layers": 1}, ModelMeta(4, head.output_dim, "binary"))
     # An oscillating recipe: SGD with a large rate and no momentum.
     result = fit(model, head, X, y, {"optimizer": "sgd", "lr": 3.0, "momentum": 0.0}, epochs=15)
-    losses = result.history["train_loss"]
-    assert result.best_epoch == int(np.argmin(losses)) + 1
-    assert result.epochs_run == 15
+    assert result.best_epoch == result.epochs_run == 15
+
+
+def test_a_horizon_keeps_the_schedule_of_the_longer_run(monkeypatch):
+    """A refit stopped at epoch 5 of a 20-epoch cosine recipe follows the trial's schedule: it
+    ends at the rate the trial had at epoch 5, not at the schedule's end."""
+    from nntune.training import _trainer
+
+    X, y, _, _ = blobs()
+    head = make_head("binary", y, 2, {})
+    made = []
+
+    class Spy(_trainer.Schedule):
+        def __init__(self, optimizer, *args, **kwargs):
+            super().__init__(optimizer, *args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(_trainer, "Schedule", Spy)
+    for horizon in (None, 20):
+        torch.manual_seed(0)
+        model = build_model("mlp", {"n_layers": 1}, ModelMeta(4, head.output_dim, "binary"))
+        fit(model, head, X, y, {"optimizer": "sgd", "lr": 0.1, "schedule": "cosine"}, epochs=5, horizon=horizon)
+    squeezed, kept = (s.optimizer.param_groups[0]["lr"] for s in made)
+    assert squeezed < 1e-6  # the whole cosine in 5 epochs
+    assert kept == pytest.approx(0.1 * (1 + np.cos(np.pi * 5 / 20)) / 2, rel=1e-6)

@@ -43,7 +43,8 @@ def tune(
     pruner: Annotated[Opt[str], typer.Option(help="auto (the strategy's choice), none, median, percentile, successive_halving, hyperband")] = None,
     trials: Annotated[Opt[int], typer.Option(help="number of trials (earlier trials of a resumed study count)")] = None,
     timeout: Annotated[Opt[str], typer.Option(help="limit for the whole command: 90s, 10m, 1h")] = None,
-    cv: Annotated[Opt[int], typer.Option(help="k-fold cross-validation (default: one validation split)")] = None,
+    cv: Annotated[Opt[str], typer.Option(help="k-fold cross-validation: folds (e.g. 5), auto (default: 5 folds on tables of up to 2,000 training rows, else one validation split) or none")] = None,
+    final: Annotated[Opt[str], typer.Option(help="the delivered model: folds (the k fold models averaged), refit (retrained on all training rows), auto (folds with cross-validation)")] = None,
     metric: Annotated[Opt[str], typer.Option(help="accuracy, balanced_accuracy, f1, roc_auc, log_loss, r2, rmse, mae")] = None,
     objectives: Annotated[Opt[str], typer.Option(help="several objectives: the metric, then params, latency, train_time (e.g. accuracy,params)")] = None,
     constraint: Annotated[Opt[list[str]], typer.Option(help="a limit such as 'params<=50000' (repeatable)")] = None,
@@ -104,7 +105,7 @@ def tune(
     cfg = api.make_config(
         config, data=str(data) if data else None, dataset=dataset, target=target, task=task,
         family=family, strategy=strategy, pruner=pruner, trials=trials,
-        timeout=parse_duration(timeout) if timeout is not None else None, cv=cv, metric=metric,
+        timeout=parse_duration(timeout) if timeout is not None else None, cv=cv, final=final, metric=metric,
         max_epochs=max_epochs, patience=patience, test_size=test_size, study=study,
         storage=storage, out=str(out_dir) if out_dir else None, resume=resume or None,
         seed=seed, threads=threads, device=device, workers=workers, backend=backend,

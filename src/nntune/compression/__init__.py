@@ -22,6 +22,7 @@ from ._run import RunData, count_params, measure
 from ._surgery import fold_batch_norm, plain_copy
 
 METHODS = ("prune", "quantize", "distill")
+DEFAULT_SPARSITY = 0.8
 # Which options each method reads; any other one given is a mistake worth naming.
 OPTIONS = {"prune": {"sparsity", "structured", "criterion", "steps", "finetune_epochs"},
            "quantize": set(),
@@ -37,7 +38,7 @@ def check_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
             users = [m for m, names in OPTIONS.items() if name in names]
             raise ConfigError(f"option '{name}' applies to method {' or '.join(users) or 'none'}, not {method}")
     if method == "prune":
-        sparsity = given.get("sparsity", 0.8)
+        sparsity = given.get("sparsity", DEFAULT_SPARSITY)
         if not 0 < sparsity < 1:
             raise ConfigError(f"sparsity must be in (0, 1), the share of weights (or neurons) removed; got {sparsity}")
         check_choice("criterion", given.get("criterion", "outgoing"), CRITERIA)
@@ -74,7 +75,7 @@ def compressed_model(run: RunData, method: str, **options: Any) -> tuple[Predict
     given = check_options(method, options)
     weights, n_params = None, None
     if method == "prune":
-        module, params, details = prune(run, **given)
+        module, params, details = prune(run, **{"sparsity": DEFAULT_SPARSITY, **given})
     elif method == "quantize":
         plain, params = fold_batch_norm(*plain_copy(run.model.module, run.params))
         n_params = count_params(plain)

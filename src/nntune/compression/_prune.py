@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from ..errors import ConfigError, check_choice
-from ..models import ModelMeta
+from ..models import Ensemble, ModelMeta
 from ..training import fit
 from ._run import RunData
 from ._structured import kept_counts, neuron_sets, shrink
@@ -35,6 +35,10 @@ def prune(run: RunData, sparsity: float, structured: bool = False, criterion: st
     check_choice("criterion", criterion, CRITERIA)
     run.require_mlp("prune")
     module, params = plain_copy(run.model.module, run.params)
+    if structured and isinstance(module, Ensemble):
+        raise ConfigError("structured pruning takes one network; this model averages "
+                          f"{len(module.members)} fold models: prune it unstructured, or distill it into one "
+                          "network (--method distill) and prune that")
     if structured:
         widths = [b.linear.out_features for b in module.blocks]
         module, params, shape = _structured(run, module, params, sparsity, criterion, steps, finetune_epochs)

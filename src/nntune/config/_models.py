@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -71,6 +71,10 @@ class PretrainConfig(_Section):
 
 class TrainingConfig(_Section):
     max_epochs: int = Field(100, ge=1)
+    final: Literal["auto", "refit", "folds"] = Field(
+        "auto", description="the delivered model: folds (the selected recipe's k fold models, each early-stopped "
+        "on its own fold, averaged), refit (retrained on all training rows with the trial's exact recipe, "
+        "stopped at its chosen epoch), or auto (folds with cross-validation, else refit)")
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     loss: Literal["auto", "cross_entropy", "bce", "mse", "mae", "huber"] = "auto"
     label_smoothing: float = Field(0.0, ge=0, lt=1)
@@ -95,7 +99,9 @@ class SearchConfig(_Section):
                         "strategy, else none), none, median, percentile, successive_halving, hyperband")
     trials: int | None = Field(None, ge=1, description="trial budget (default 50 without a timeout)")
     timeout: float | None = Field(None, description="wall-clock limit for the whole run: 90s, 10m, 1h")
-    cv: int | None = Field(None, ge=2, description="k-fold cross-validation; unset: one validation split")
+    cv: Annotated[int, Field(ge=2)] | Literal["auto"] | None = Field(
+        "auto", description="k-fold cross-validation: a number of folds, none (one validation split), or auto "
+        "(5 folds on tables of up to 2,000 training rows, where one split is too small to choose by; else none)")
     metric: str | None = Field(None, description="accuracy, balanced_accuracy, f1, roc_auc, log_loss, r2, rmse, mae")
     space: dict[str, ParamSpec | Scalar] = Field(
         default_factory=dict, description="parameters to search (or fix, with a plain value)")
@@ -128,6 +134,21 @@ class SearchConfig(_Section):
             return parse_duration(value)
         except Exception as exc:  # pydantic reports ValueError with the key's location
             raise ValueError(str(exc)) from None
+
+    @field_validator("cv", mode="before")
+    @classmethod
+    def _folds(cls, value: Any) -> Any:
+        # As written on the command line or in YAML: 5, "5", auto, none (one validation split).
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if text in ("none", "off", "no"):
+                return None
+            if text.isdigit():
+                return int(text)
+            if text != "auto":
+                raise ValueError(f"cv must be a number of folds (2 or more), auto or none; got '{value}'")
+            return text
+        return value
 
 
 class ExecutionConfig(_Section):

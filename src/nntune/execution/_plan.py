@@ -31,7 +31,6 @@ from ..data import (
     make_folds,
     read_table,
     split_train_test,
-    transform,
 )
 from ..errors import ConfigError, check_choice
 from ..models import family_names, get_family
@@ -45,7 +44,6 @@ from ..search import (
     Space,
     TrialCallback,
     best_trial,
-    fold_synonyms,
     make_module,
     make_objectives,
     make_pruner,
@@ -68,13 +66,9 @@ from ..training import (
     augment_space,
     cocktail_space,
     default_metric,
-    fit,
     get_metric,
     load_synonyms,
     make_head,
-    predict_outputs,
-    prepare_fit,
-    score_all,
 )
 from ..training import DEFAULTS as RECIPE_DEFAULTS
 from ..training import SPACE as RECIPE_SPACE
@@ -186,6 +180,9 @@ def prepare(cfg: RunConfig, data: Any = None, y: Any = None, build_model: BuildM
     n_trials = cfg.search.trials or (None if cfg.search.timeout else 50)
     n_trials = planned_trials(cfg.search.strategy, space, fixed, n_trials)  # a grid: its distinct points at most
     train_rows, test_rows = split_train_test(table, cfg.data.test_size, cfg.seed)
+    if cfg.search.cv == "auto":
+        cfg.search.cv = auto_folds(table, train_rows)  # stored with the study as chosen here
+    make_folds(table, train_rows, cfg.search.cv, cfg.data.val_size, cfg.seed)  # a cv the data cannot take fails now
     pretrained = None
     if cfg.training.pretrained:
         from ..predictor import load_pretrained  # skops comes with it: a second workers need not pay
@@ -195,6 +192,24 @@ def prepare(cfg: RunConfig, data: Any = None, y: Any = None, build_model: BuildM
             _check_pretrained_fits(pretrained, table, train_rows, space, fixed, cfg.model.family)
     return Plan(cfg, table, metric, space, fixed, build_model or cfg.model.family, n_trials,
                 train_rows, test_rows, ref, objectives, pretrained)
+
+
+# Up to this many training rows, one validation split (20%: 400 rows at most) decides among
+# trials by noise, and a k-fold trial costs little; above it, folds cost more than they save.
+CV_AUTO_ROWS = 2000
+CV_AUTO_FOLDS = 5
+
+
+def auto_folds(table: TabularData, train_rows: np.ndarray) -> int | None:
+    """cv 'auto': k-fold CV for small tables, one validation split otherwise (and for data with
+    its own split or a time order); fewer folds when a class has fewer training rows than 5."""
+    if data_kind(table) != "table" or len(train_rows) > CV_AUTO_ROWS or getattr(table, "fixed_split", None) is not None:
+        return None
+    if table.is_classification:
+        smallest = int(np.bincount(table.y[train_rows], minlength=len(table.classes)).min())
+        folds = min(CV_AUTO_FOLDS, smallest)
+        return folds if folds >= 2 else None
+    return CV_AUTO_FOLDS
 
 
 def plan_of_study(attrs: dict[str, Any], data: Any = None, y: Any = None,
@@ -371,80 +386,15 @@ def search(plan: Plan, study: optuna.Study, budget: Budget, device: torch.device
                           trial_deadline=budget.trial_deadline, objectives=plan.objectives,
                           pretrained=plan.pretrained, kind=data_kind(plan.table),
                           synonym_words=plan.synonym_words())
-    n_fold_rows = len(folds[0].y_train)
+    from ._final import final_mode, final_seconds  # (it builds on this module's Plan)
+
+    n_fold_rows, mode = len(folds[0].y_train), final_mode(plan)
 
     def plan_final(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         best = best_trial(study, plan.objectives)
         if best is not None:
-            budget.expect_final(final_seconds(best, len(plan.train_rows), n_fold_rows))
+            budget.expect_final(final_seconds(best, len(plan.train_rows), n_fold_rows, mode))
 
     run_trials(study, objective, plan.n_trials, budget.search_deadline,
                callbacks=[plan_final, *callbacks], retries=plan.cfg.execution.retries)
-
-
-@dataclass
-class FinalModel:
-    """The retrained winner: its network, parameters, head, fitted preprocessing, test scores,
-    shape description, and the epochs it was planned and actually trained for."""
-
-    module: nn.Module
-    params: dict[str, Any]
-    head: Any
-    preprocessor: Any
-    test_scores: dict[str, float]
-    meta: Any
-    planned_epochs: int
-    epochs: int  # fewer than planned when the deadline cut the retrain short
-    stop_reason: str
-
-
-def train_final(table: TabularData, train_rows: np.ndarray, test_rows: np.ndarray,
-                 params: dict[str, Any], epochs: int, source: ModelSource, device: torch.device,
-                 seed: int, deadline: float | None, pretrained: dict[str, torch.Tensor] | None = None,
-                 synonym_words: dict[str, list[str]] | None = None) -> FinalModel:
-    """Retrain `params` on all training rows for `epochs`, then score the test rows once.
-
-    The training matrix is freed before the test rows are encoded, so a large table is never
-    held twice.
-    """
-    final = encode_split(table, train_rows, None)
-    head = make_head(table.task, final.y_train, len(table.classes), params)
-    torch.manual_seed(seed)
-    meta = split_meta(final, head.output_dim, table.task, data_kind(table))
-    module, params = make_module(source, params, meta)
-    # A curriculum paces over max_epochs, as in the trials, whatever the final number of epochs.
-    extras = prepare_fit(module, params, final.X_train, final.y_train, task=table.task,
-                         n_classes=len(table.classes), epochs=int(params["max_epochs"]), device=device, seed=seed,
-                         pretrained=pretrained, X_unlabeled=final.X_unlabeled, difficulty=final.difficulty,
-                         kind=data_kind(table), synonyms=fold_synonyms(final, synonym_words))
-    trained = fit(module, head, final.X_train, final.y_train, params, epochs=epochs, device=device,
-                  seed=seed, deadline=deadline, **extras)
-    final.X_train = None
-    X_test = torch.from_numpy(transform(final.preprocessor, table.features, test_rows)).to(device)
-    test_scores = score_all(table.task, table.y[test_rows], head.scores(predict_outputs(module, X_test)))
-    return FinalModel(module, params, head, final.preprocessor, test_scores, meta, planned_epochs=epochs,
-                      epochs=trained.epochs_run, stop_reason=trained.stop_reason)
-
-
-def fold_rows(plan: Plan) -> int:
-    """Training rows of one fold (as `folds()` makes them), without encoding anything."""
-    train, _ = next(iter(make_folds(plan.table, plan.train_rows, plan.cfg.search.cv,
-                                    plan.cfg.data.val_size, plan.cfg.seed)))
-    return len(train)
-
-
-def final_epochs(best: optuna.trial.FrozenTrial, n_train: int, n_fold_train: int, max_epochs: int) -> int:
-    """Epochs for the final retrain: the best trial's early-stopped epoch count, scaled up a
-    little for the larger training set, as the number of updates grows with it."""
-    epochs = float(best.user_attrs.get("epochs", max_epochs))
-    return max(1, min(max_epochs, round(epochs * n_train / max(1, n_fold_train))))
-
-
-def final_seconds(best: optuna.trial.FrozenTrial, n_train: int, n_fold_train: int) -> float:
-    runs = best.user_attrs.get("epochs_run") or [1]
-    per_epoch = best.user_attrs.get("train_seconds", 1.0) / max(1, sum(runs))
-    epochs = float(best.user_attrs.get("epochs", 1))
-    # More rows per epoch and proportionally more epochs: the cost grows with the square of
-    # the ratio. per_epoch includes validation, which the final fit skips: that is the margin.
-    return per_epoch * epochs * (n_train / max(1, n_fold_train)) ** 2 + 0.5
 

@@ -9,6 +9,7 @@ from . import (
     rnn,  # noqa: F401  (registers the 'rnn' family)
     transformer,  # noqa: F401  (registers the 'transformer' family)
 )
+from ._ensemble import Ensemble
 from ._registry import (
     Family,
     ModelMeta,
@@ -19,5 +20,5 @@ from ._registry import (
     register_family,
 )
 
-__all__ = ["Family", "ModelMeta", "build_model", "count_parameters", "family_names",
+__all__ = ["Ensemble", "Family", "ModelMeta", "build_model", "count_parameters", "family_names",
            "get_family", "register_family"]

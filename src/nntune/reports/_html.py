@@ -18,7 +18,7 @@ import optuna
 from .._atomic import write_text
 from ..data import encode_split, transform
 from ..errors import NntuneError
-from ..execution import final_epochs, fold_rows, pick_device, plan_of_study, train_final
+from ..execution import final_epochs, pick_device, plan_of_study, train_final
 from ..predictor import load
 from ..search import best_trial, get_storage
 from ..training import score_all
@@ -126,9 +126,10 @@ def _baselines(result: dict, study: optuna.Study, plan) -> str:
     if default is not None:
         started = time.monotonic()
         params = {**plan.fixed, **default.params}
-        epochs = final_epochs(default, len(plan.train_rows), fold_rows(plan), int(plan.fixed["max_epochs"]))
-        scores = train_final(plan.table, plan.train_rows, plan.test_rows, params, epochs, plan.model,
-                             pick_device("cpu"), plan.cfg.seed, None, plan.pretrained).test_scores
+        max_epochs = int(params["max_epochs"])
+        scores = train_final(plan.table, plan.train_rows, plan.test_rows, params, final_epochs(default, max_epochs),
+                             plan.model, pick_device("cpu"), plan.cfg.seed, None, plan.pretrained,
+                             horizon=max_epochs).test_scores
         rows.append((f"default network (trial {default.number}'s recipe, untuned)", scores.get(metric),
                      f"{time.monotonic() - started:.1f} s"))
     table = plan.table

@@ -66,6 +66,7 @@ def fit(
     y_val: np.ndarray | None = None,
     metric: Metric | None = None,
     epochs: int | None = None,
+    horizon: int | None = None,
     on_epoch_end: EpochCallback | None = None,
     deadline: float | None = None,
     device: torch.device | None = None,
@@ -79,7 +80,10 @@ def fit(
 
     With validation data the loop scores `metric` each epoch, stops early after `patience`
     epochs without improvement, and restores the best weights. Without it, it trains for exactly
-    `epochs` epochs (the final retrain). `deadline` (time.monotonic) ends training early, with
+    `epochs` epochs and keeps the last (the final retrain: the count was chosen on validation
+    data). `horizon` (default `epochs`) is the epochs the learning-rate schedule spans: a refit
+    stopped at a trial's chosen epoch follows the trial's schedule, not one squeezed into fewer
+    epochs. `deadline` (time.monotonic) ends training early, with
     stop_reason 'time'. `row_schedule` restricts the rows of each epoch (a curriculum);
     `param_groups` ({"params": [...], "lr_scale": s} each) scales the learning rate per group of
     parameters (default: one group of all parameters that require gradients); `frozen` modules
@@ -91,19 +95,20 @@ def fit(
     model.to(device)
     validate = X_val is not None and metric is not None
     epochs = int(epochs or recipe["max_epochs"])
+    horizon = max(epochs, int(horizon or epochs))
     X = torch.from_numpy(X_train).to(device)
     Y = head.targets(y_train, device)
     Xv = torch.from_numpy(X_val).to(device) if validate else None
     Yv = head.targets(y_val, device) if validate else None
     n = len(X)
     batch_size = max(1, min(int(recipe["batch_size"]), n))
-    steps = [_steps(size, batch_size) for size in _epoch_sizes(row_schedule, epochs, n)]
+    steps = [_steps(size, batch_size) for size in _epoch_sizes(row_schedule, horizon, n)]
 
     loss_fn = head.loss_fn(device)
     groups = param_groups if param_groups is not None else [
         {"params": [p for p in model.parameters() if p.requires_grad], "lr_scale": 1.0}]
     optimizer = make_optimizer(groups, recipe, device)
-    schedule = Schedule(optimizer, recipe, epochs, steps[0], total_steps=sum(steps))
+    schedule = Schedule(optimizer, recipe, horizon, steps[0], total_steps=sum(steps))
     penalised = [p for p in model.parameters() if p.dim() > 1 and p.requires_grad]
     l1, l2 = float(recipe["l1"]), float(recipe["l2"])
     clip_norm, clip_value = recipe["clip_norm"], recipe["clip_value"]
@@ -115,7 +120,6 @@ def fit(
     result = FitResult()
     best_state: dict[str, torch.Tensor] | None = None
     bad_epochs, patience = 0, int(recipe["patience"])
-    best_train_loss = float("inf")
     min_delta = float(recipe["min_delta"])
     started = time.monotonic()
     for epoch in range(1, epochs + 1):
@@ -182,12 +186,8 @@ def fit(
                     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             else:
                 bad_epochs += 1
-        elif result.best_epoch == 0 or train_loss < best_train_loss:
-            # No validation data (the final fit): keep the epoch with the lowest training loss,
-            # so a recipe whose loss oscillates does not end on a spike.
-            result.best_epoch, best_train_loss = epoch, train_loss
-            if recipe["restore_best"]:
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            result.best_epoch = epoch  # no validation data: the last epoch is the one asked for
         schedule.step_epoch(monitored)
         if on_epoch_end is not None:
             on_epoch_end(epoch, logs)
