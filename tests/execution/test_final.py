@@ -1,0 +1,111 @@
+"""The delivered model: the selected recipe's fold models averaged, or a refit with the trial's
+exact recipe; k-fold CV by default on small tables."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+import nntune
+from nntune.data import encode_split, load_tabular, split_train_test
+from nntune.execution import _final
+from nntune.models import Ensemble
+from nntune.training import TrainingDiverged
+
+TINY = {"trials": 2, "max_epochs": 8, "pruner": "none", "report": False, "threads": 1}
+
+
+@pytest.fixture(scope="module")
+def folds_run(tmp_path_factory):
+    return nntune.tune(dataset="breast_cancer", out=tmp_path_factory.mktemp("final") / "run", **{**TINY, "max_epochs": 30})
+
+
+def test_small_tables_get_five_folds_and_the_fold_models_are_delivered(folds_run):
+    assert folds_run.study.user_attrs["config"]["search"]["cv"] == 5
+    info = folds_run.model.info
+    assert info["final"] == "folds" and info["ensemble"]["members"] == 5
+    assert isinstance(folds_run.model.module, Ensemble)
+    assert all(m["epochs"] >= 1 for m in info["ensemble"]["folds"])
+    # A result, not only a run: at least as good as a linear model on the same split, less a margin.
+    table = load_tabular(dataset="breast_cancer")
+    split = encode_split(table, *split_train_test(table, 0.2, 0))
+    linear = LogisticRegression(max_iter=2000).fit(split.X_train, split.y_train).score(split.X_eval, split.y_eval)
+    majority = np.bincount(split.y_eval).max() / len(split.y_eval)
+    assert folds_run.test_scores["accuracy"] >= max(linear - 0.04, majority + 0.2)
+
+
+def test_the_ensemble_reloads_in_a_fresh_process_and_predicts_the_same(folds_run, tmp_path):
+    from sklearn.datasets import load_breast_cancer
+
+    rows = load_breast_cancer(as_frame=True).frame.drop(columns="target").head(40)
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    here = folds_run.model.predict_proba(rows)
+    script = ("import sys, json, nntune, pandas as pd; m = nntune.load(sys.argv[1]); "
+              "print(json.dumps(m.predict_proba(pd.read_csv(sys.argv[2])).tolist()))")
+    out = subprocess.run([sys.executable, "-c", script, str(folds_run.model_dir), str(tmp_path / "rows.csv")],
+                         capture_output=True, text=True, check=True).stdout
+    np.testing.assert_allclose(np.asarray(json.loads(out)), here, rtol=0, atol=1e-6)
+    # The averaged probabilities are the members' mean.
+    import torch
+
+    X = torch.from_numpy(nntune.data.transform(folds_run.model.preprocessor, rows))
+    with torch.no_grad():
+        members = [torch.softmax(m(X), 1) if m(X).shape[1] > 1 else torch.sigmoid(m(X)).reshape(-1)
+                   for m in folds_run.model.module.members]
+    mean = torch.stack(members).mean(0).numpy()
+    mean = mean if mean.ndim == 2 else np.stack([1 - mean, mean], 1)
+    np.testing.assert_allclose(here, mean, atol=1e-5)
+
+
+def test_the_ensemble_exports_to_onnx(folds_run, tmp_path):
+    import shutil
+
+    mine = tmp_path / "run"
+    shutil.copytree(folds_run.run_dir, mine)
+    info = nntune.export(mine, "onnx")  # checked against onnxruntime on the test rows inside
+    assert info["checked_rows"] > 0
+
+
+def test_refit_trains_the_trials_recipe_stopped_at_its_epoch(tmp_path, monkeypatch):
+    calls = []
+    real = _final.fit
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_final, "fit", spy)
+    result = nntune.tune(dataset="iris", out=tmp_path / "run", final="refit", **TINY)
+    (refit,) = calls
+    chosen = result.best_trial.user_attrs["epochs"]
+    assert refit["epochs"] == max(1, round(chosen))  # not scaled up for the larger training set
+    assert refit["horizon"] == 8  # the schedule spans max_epochs, as in the trial
+    assert result.model.info["final"] == "refit" and "ensemble" not in result.model.info
+
+
+def test_a_diverging_refit_falls_back_to_the_fold_models(tmp_path, monkeypatch):
+    def diverge(*args, **kwargs):
+        raise TrainingDiverged("training loss became nan in epoch 3")
+
+    monkeypatch.setattr(_final, "train_final", diverge)
+    result = nntune.tune(dataset="iris", out=tmp_path / "run", final="refit", **TINY)
+    assert result.model.info["final"] == "folds"
+    assert any("diverged" in w for w in result.warnings)
+
+
+def test_larger_tables_keep_one_validation_split(tmp_path):
+    rng = np.random.default_rng(0)
+    import pandas as pd
+
+    frame = pd.DataFrame(rng.normal(size=(3000, 3)), columns=["a", "b", "c"])
+    frame["y"] = (frame.a + rng.normal(0, 0.5, 3000) > 0).astype(int)
+    result = nntune.tune(frame, target="y", out=tmp_path / "run", **{**TINY, "trials": 1, "max_epochs": 2})
+    assert result.study.user_attrs["config"]["search"]["cv"] is None
+    assert result.model.info["final"] == "refit"
+    explicit = nntune.tune(dataset="iris", out=tmp_path / "one", cv="none", **{**TINY, "trials": 1})
+    assert explicit.best_std is None and explicit.model.info["final"] == "refit"
