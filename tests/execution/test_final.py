@@ -22,7 +22,8 @@ TINY = {"trials": 2, "max_epochs": 8, "pruner": "none", "report": False, "thread
 
 @pytest.fixture(scope="module")
 def folds_run(tmp_path_factory):
-    return nntune.tune(dataset="breast_cancer", out=tmp_path_factory.mktemp("final") / "run", **{**TINY, "max_epochs": 30})
+    out = tmp_path_factory.mktemp("final") / "run"
+    return nntune.tune(dataset="breast_cancer", out=out, **{**TINY, "max_epochs": 30})
 
 
 def test_small_tables_get_five_folds_and_the_fold_models_are_delivered(folds_run):
