@@ -39,6 +39,18 @@ SPACE = {
     "norm": {"type": "categorical", "choices": ["none", "batch", "layer"]},
 }
 
+# Strong first trials, tried before the sampler takes over: the recipes that practitioners
+# start from (Adam at 1e-3; SGD with momentum 0.9 at 1e-2) on 1-2 hidden layers of 128-256
+# units; on large tables, where only a handful of trials fit, they are often the winners
+# (docs/strategies.md). A network of the user's own (no family) starts from them too.
+STARTING_POINTS = (
+    {"optimizer": "adam", "lr": 1e-3, "n_layers": 2, "units": 128, "activation": "relu",
+     "dropout": 0.1, "norm": "none", "batch_size": 64, "schedule": "constant", "weight_decay": 1e-5},
+    {"optimizer": "sgd", "lr": 1e-2, "momentum": 0.9, "n_layers": 1, "units": 256,
+     "activation": "relu", "dropout": 0.0, "norm": "batch", "batch_size": 64,
+     "schedule": "cosine", "weight_decay": 1e-4},
+)
+
 
 class Block(nn.Module):
     """Linear -> norm -> activation -> dropout, with an identity shortcut when shapes allow."""
@@ -133,4 +145,4 @@ def shape_of_weights(state: Mapping[str, Any]) -> dict[str, Any]:
 
 register_family(Family("mlp", build, DEFAULTS, SPACE, data_kinds=("table",),
                        shape_keys=("n_layers", "units", "shape", "norm", "units_*"),
-                       shape_of_weights=shape_of_weights))
+                       shape_of_weights=shape_of_weights, starting_points=STARTING_POINTS))
