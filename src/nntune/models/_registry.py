@@ -64,6 +64,11 @@ class Family:
     # The shape parameters that pretrained weights imply (state-dict name -> tensor), so a
     # bare weights file fixes the network's shape as a model directory does.
     shape_of_weights: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
+    # Proven first trials, tried before the sampler takes over, best first: each a whole recipe
+    # (the family's parameters and the training recipe's: optimizer, lr, ...) so the trial
+    # samples nothing at random, with its source cited where the family declares it. Family
+    # auto tries the first recipe of every family. A family may declare none.
+    starting_points: tuple[Mapping[str, Any], ...] = ()
 
 
 _FAMILIES: dict[str, Family] = {}
