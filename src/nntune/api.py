@@ -102,6 +102,7 @@ class TuneResult:
     pareto_front: list[dict[str, Any]] = field(default_factory=list)  # with several objectives
     compression: list[dict[str, Any]] = field(default_factory=list)  # the config's compress steps
     failed: dict[str, Any] = field(default_factory=dict)  # failed trials and workers: counts and reasons
+    ensemble: dict[str, Any] = field(default_factory=dict)  # final folds: the trials averaged, scores beside
     warnings: list[str] = field(default_factory=list)  # what the run did other than asked
 
     def to_json(self) -> dict[str, Any]:
@@ -115,6 +116,7 @@ class TuneResult:
             "objectives": self.objectives, "pareto_front": self.pareto_front,
             "depth_curve": self.study.user_attrs.get("depth_curve"),  # strategy "depth" only
             "compression": self.compression, "failed": self.failed, "warnings": self.warnings,
+            "ensemble": self.ensemble,
             "nntune_version": __version__,
         }
 
@@ -307,7 +309,8 @@ def tune(
     # -- depth search (strategy "depth", execution/_depth.py): n_layers is chosen first, depth by
     # depth in studies '<name>.depth<d>'; the main study then tunes the rest at that depth.
     if depth is not None:
-        plan = depth.run(plan, storage, name, budget, device, callbacks, first_points=starting_points)
+        plan = depth.run(plan, storage, name, budget, device, callbacks,
+                         first_points=lambda space: starting_points(space, fixed=plan.fixed, family=plan.model))
         callbacks = [*callbacks, depth.record]  # stores the depth curve with the main study
     # -- end of depth search
     study, created = open_study(name, storage, list(plan.objectives.directions), plan.sampler(), plan.pruner(),
@@ -318,7 +321,7 @@ def tune(
         for point in warm:
             study.enqueue_trial(point, user_attrs={"warm_start": cfg.search.warm_start}, skip_if_exists=True)
         if cfg.search.strategy != "grid":
-            for point in starting_points(plan.space, fixed=plan.fixed):
+            for point in starting_points(plan.space, fixed=plan.fixed, family=plan.model):
                 study.enqueue_trial(point, skip_if_exists=True)
     publish_run(study, plan, budget)
     fail_dead_trials(study, execution.retries)  # trials of an earlier run of this study that was killed
@@ -354,7 +357,7 @@ def tune(
 
     if parallel:
         set_threads(cfg.training.threads)  # the final model has the machine to itself
-    final = deliver(plan, best, device, budget.final_deadline())
+    final = deliver(plan, study, best, device, budget.final_deadline())
     params, test_scores, meta = final.params, final.test_scores, final.meta
     run_warnings = list(final.notes)
     if final.mode == "refit" and final.epochs < final.planned_epochs:
@@ -367,8 +370,12 @@ def tune(
             "input_dim": meta.input_dim, "meta": meta.to_json(), "task": table.task, "target": table.target,
             "classes": table.classes, "metric": plan.metric.name, "study": name, "epochs": final.epochs,
             "planned_epochs": final.planned_epochs, "final": final.mode,
-            **({"ensemble": {"members": len(final.members), "combine": final.module.combine,
-                             "folds": final.members}} if isinstance(final.module, Ensemble) else {}),
+            **({"ensemble": {"members": len(final.module.members), "combine": final.module.combine,
+                             "weights": final.module.weights, "configs": final.selection["configs"],
+                             "member_config": final.selection["member_config"], "folds": final.members}}
+               if isinstance(final.module, Ensemble) else {}),
+            **({"selection": {k: v for k, v in final.selection.items() if k not in ("configs", "member_config")}}
+               if final.selection else {}),
             **({"input_column": table.details["input_column"]} if "input_column" in getattr(table, "details", {})
                else {})}
     model = Predictor(final.module, final.preprocessor, final.head, table.schema, info)
@@ -381,7 +388,8 @@ def tune(
         direction=plan.metric.direction, test_scores=test_scores, model=model, model_dir=model_dir,
         run_dir=run_dir, n_trials=count_states(study), seconds=budget.elapsed(), storage=mask_url(url),
         data=table.describe(), objectives=list(plan.objectives.names) if plan.objectives.multi else [],
-        pareto_front=_front(study, plan) if plan.objectives.multi else [], failed=failed, warnings=run_warnings)
+        pareto_front=_front(study, plan) if plan.objectives.multi else [], failed=failed, warnings=run_warnings,
+        ensemble=_ensemble_summary(final))
     write_json(run_dir / "result.json", result.to_json())
     if cfg.compress:
         # After the result is on disk: each step reads the run back as `nntune compress` does.
@@ -496,6 +504,15 @@ def _describe_study(study: optuna.Study, cfg: RunConfig, data: dict, fixed: dict
     study.set_user_attr("family", "custom" if build_model else cfg.model.family)
     study.set_user_attr("objectives", cfg.search.objectives)
     study.set_user_attr("created", time.strftime("%Y-%m-%dT%H:%M:%S"))
+
+
+def _ensemble_summary(final: Any) -> dict[str, Any]:
+    """Which trials the delivered model averages, with the best trial alone beside it."""
+    selection = final.selection
+    if not selection:
+        return {}
+    return {"trials": selection["trials"], "counts": selection["counts"], "validation": selection["validation"],
+            "test": {"ensemble": final.test_scores, "best_trial": selection.get("test_best_trial", final.test_scores)}}
 
 
 def _failures(study: optuna.Study, worker_errors: Sequence[str] = ()) -> dict[str, Any]:

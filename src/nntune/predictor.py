@@ -38,7 +38,7 @@ FILES = {"config": "model.json", "weights": "model.safetensors",
 TRUSTED_TYPES = frozenset({
     "sklearn.compose._column_transformer.ColumnTransformer", "sklearn.pipeline.Pipeline",
     "sklearn.impute._base.SimpleImputer", "sklearn.preprocessing._data.StandardScaler",
-    "sklearn.preprocessing._encoders.OneHotEncoder",
+    "sklearn.preprocessing._encoders.OneHotEncoder", "nntune.data._preprocess.RobustScaleSmoothClip",
     "numpy.ndarray", "numpy.dtype", "numpy.float32", "numpy.float64", "numpy.int64",
     "builtins.dict", "builtins.list", "builtins.tuple", "builtins.slice", "builtins.str",
     "builtins.int", "builtins.float", "builtins.bool", "builtins.NoneType",
@@ -171,9 +171,11 @@ def load(path: str | Path, build_model: Callable[[HyperParameters], nn.Module] |
                             "pass it as load(path, build_model=fn)")
     source = build_model if family == "custom" else family
     ensemble = config.get("ensemble")
-    if ensemble:  # the fold models of one configuration, averaged (execution/_final.py)
-        module = Ensemble([make_module(source, config["params"], meta)[0] for _ in range(int(ensemble["members"]))],
-                          ensemble["combine"])
+    if ensemble:  # fold models of one or more configurations, averaged (execution/_final.py)
+        configs = ensemble.get("configs") or [config["params"]]
+        which = ensemble.get("member_config") or [0] * int(ensemble["members"])
+        module = Ensemble([make_module(source, configs[i], meta)[0] for i in which], ensemble["combine"],
+                          ensemble.get("weights"))
     else:
         module, _ = make_module(source, config["params"], meta)
     if config.get("compression", {}).get("method") == "quantize":

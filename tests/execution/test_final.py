@@ -29,7 +29,8 @@ def folds_run(tmp_path_factory):
 def test_small_tables_get_five_folds_and_the_fold_models_are_delivered(folds_run):
     assert folds_run.study.user_attrs["config"]["search"]["cv"] == 5
     info = folds_run.model.info
-    assert info["final"] == "folds" and info["ensemble"]["members"] == 5
+    configs = len(info["ensemble"]["configs"])  # trials greedy selection kept, five fold models each
+    assert info["final"] == "folds" and info["ensemble"]["members"] == 5 * configs
     assert isinstance(folds_run.model.module, Ensemble)
     assert all(m["epochs"] >= 1 for m in info["ensemble"]["folds"])
     # A result, not only a run: at least as good as a linear model on the same split, less a margin.
@@ -58,7 +59,8 @@ def test_the_ensemble_reloads_in_a_fresh_process_and_predicts_the_same(folds_run
     with torch.no_grad():
         members = [torch.softmax(m(X), 1) if m(X).shape[1] > 1 else torch.sigmoid(m(X)).reshape(-1)
                    for m in folds_run.model.module.members]
-    mean = torch.stack(members).mean(0).numpy()
+    weights = torch.tensor(folds_run.model.module.weights).reshape(-1, *[1] * members[0].dim())
+    mean = (torch.stack(members) * weights).sum(0).numpy()
     mean = mean if mean.ndim == 2 else np.stack([1 - mean, mean], 1)
     np.testing.assert_allclose(here, mean, atol=1e-5)
 
@@ -110,3 +112,28 @@ def test_larger_tables_keep_one_validation_split(tmp_path):
     assert result.model.info["final"] == "refit"
     explicit = nntune.tune(dataset="iris", out=tmp_path / "one", cv="none", **{**TINY, "trials": 1})
     assert explicit.best_std is None and explicit.model.info["final"] == "refit"
+
+
+def test_greedy_selection_mixes_what_helps_and_leaves_out_what_does_not():
+    from nntune.training import get_metric
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    truth = np.stack([1 - y, y], 1).astype(float)
+    # Two candidates right on different halves of the rows (a mix beats either), one coin flip.
+    left, right = truth.copy(), truth.copy()
+    left[200:] = 0.6 * (1 - truth[200:]) + 0.4 * truth[200:]
+    right[:200] = 0.6 * (1 - truth[:200]) + 0.4 * truth[:200]
+    coin = rng.dirichlet([1, 1], 400)
+    metric, smooth = get_metric("accuracy", "binary"), get_metric("log_loss", "binary")
+    counts = _final.select_ensemble([left, right, coin], y, metric, smooth)
+    assert counts[0] and counts[1] and not counts[2]
+    assert _final.select_ensemble([left], y, metric, smooth) == [1]
+
+
+def test_the_summary_shows_the_ensemble_beside_the_best_trial(folds_run):
+    summary = folds_run.ensemble
+    complete = {t.number for t in folds_run.study.trials if t.state.name == "COMPLETE"}
+    assert summary["trials"] and set(summary["trials"]) <= complete
+    assert set(summary["validation"]) == {"best_trial", "ensemble"}
+    assert summary["test"]["ensemble"] == folds_run.test_scores

@@ -75,6 +75,9 @@ class TrainingConfig(_Section):
         "auto", description="the delivered model: folds (the selected recipe's k fold models, each early-stopped "
         "on its own fold, averaged), refit (retrained on all training rows with the trial's exact recipe, "
         "stopped at its chosen epoch), or auto (folds with cross-validation, else refit)")
+    ensemble: int = Field(
+        3, ge=1, description="with final folds: the top trials whose fold models greedy ensemble selection "
+        "may average, on their out-of-fold predictions (1: the best trial's alone)")
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     loss: Literal["auto", "cross_entropy", "bce", "mse", "mae", "huber"] = "auto"
     label_smoothing: float = Field(0.0, ge=0, lt=1)

@@ -16,7 +16,8 @@ from ._models import RunConfig
 # Dotted keys (or their prefixes) that bound or place the work; everything else defines the run.
 # data.path may change because the data itself is compared by checksum.
 MAY_CHANGE = ("search.trials", "search.timeout", "search.warm_start", "execution", "training.threads",
-              "training.device", "training.final", "storage", "study", "out", "resume", "compress", "data.path")
+              "training.device", "training.final", "training.ensemble", "storage", "study", "out", "resume",
+              "compress", "data.path")
 
 
 def public_config(cfg: RunConfig) -> dict[str, Any]:

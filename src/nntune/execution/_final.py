@@ -46,8 +46,9 @@ class FinalModel:
     planned_epochs: int
     epochs: int  # refit: fewer than planned when the deadline cut it short; folds: the mean over members
     stop_reason: str
-    members: list[dict[str, Any]] = field(default_factory=list)  # folds: each member's epochs and score
+    members: list[dict[str, Any]] = field(default_factory=list)  # folds: the best trial's members' epochs, scores
     notes: list[str] = field(default_factory=list)  # what happened other than asked (a fallback, ...)
+    selection: dict[str, Any] = field(default_factory=dict)  # folds: which trials the ensemble averages
 
 
 def final_mode(plan: Plan) -> str:
@@ -71,33 +72,63 @@ def final_epochs(best: optuna.trial.FrozenTrial, max_epochs: int) -> int:
     return max(1, min(max_epochs, round(float(best.user_attrs.get("epochs", max_epochs)))))
 
 
-def final_seconds(best: optuna.trial.FrozenTrial, n_train: int, n_fold_train: int, mode: str = "refit") -> float:
-    """What delivering the model will take, from the trial's own timings (kept free of the search)."""
+# The fold models of runners-up (ensemble candidates) may take this share of a timeout at most.
+ENSEMBLE_SHARE = 0.2
+
+
+def final_seconds(best: optuna.trial.FrozenTrial, n_train: int, n_fold_train: int, mode: str = "refit",
+                  runners_up: list[optuna.trial.FrozenTrial] = (), timeout: float | None = None) -> float:
+    """What delivering the model will take, from the trials' own timings (kept free of the
+    search): the best trial's fold trainings once more, and its runners-up' within a share."""
     seconds = float(best.user_attrs.get("train_seconds", 1.0))
-    if mode == "folds":  # the trial's fold trainings once more
-        return seconds * 1.1 + 0.5
+    if mode == "folds":
+        more = 1.1 * sum(float(t.user_attrs.get("train_seconds", 0.0)) for t in runners_up)
+        return seconds * 1.1 + 0.5 + (more if timeout is None else min(more, ENSEMBLE_SHARE * timeout))
     runs = best.user_attrs.get("epochs_run") or [1]
     per_epoch = seconds / max(1, sum(runs))
     return per_epoch * float(best.user_attrs.get("epochs", 1)) * n_train / max(1, n_fold_train) + 0.5
 
 
-def deliver(plan: Plan, best: optuna.trial.FrozenTrial, device: torch.device, deadline: float | None) -> FinalModel:
-    """The run's model for its best trial, as `training.final` asks."""
+def deliver(plan: Plan, study: optuna.Study, best: optuna.trial.FrozenTrial, device: torch.device,
+            deadline: float | None) -> FinalModel:
+    """The run's model for its best trial, as `training.final` asks; with folds, the best
+    trial's fold models and, where greedy selection finds that they help, those of the next
+    best trials."""
     params = {**plan.fixed, **best.params}
     max_epochs = int(params["max_epochs"])
-    mode = final_mode(plan)
-    if mode == "folds":
-        return train_folds(plan, params, device, deadline)
+    if final_mode(plan) == "folds":
+        trials = [best, *runners_up(plan, study, best)]
+        return train_folds(plan, [{**plan.fixed, **t.params} for t in trials], device, deadline,
+                           [t.number for t in trials], [float(t.user_attrs.get("train_seconds", 0.0)) for t in trials])
     try:
         return train_final(plan.table, plan.train_rows, plan.test_rows, params, final_epochs(best, max_epochs),
                            plan.model, device, plan.cfg.seed, deadline, plan.pretrained, plan.synonym_words(),
                            horizon=max_epochs)
     except TrainingDiverged as exc:
-        model = train_folds(plan, params, device, deadline)
+        model = train_folds(plan, [params], device, deadline)
         model.notes.append(f"the refit on all training rows diverged ({exc}); delivered the validated fold "
                            "models instead")
         log.warning(model.notes[-1])
         return model
+
+
+def runners_up(plan: Plan, study: optuna.Study, best: optuna.trial.FrozenTrial) -> list[optuna.trial.FrozenTrial]:
+    """The next best complete trials (distinct configurations, best first), up to
+    `training.ensemble` with the best; none with several objectives (their best is a trade-off)."""
+    if plan.objectives is not None and (plan.objectives.multi or plan.objectives.constraints):
+        return []
+    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if t.number != best.number and t.value is not None and np.isfinite(t.value)]
+    sign = -1.0 if plan.metric.direction == "maximize" else 1.0
+    done.sort(key=lambda t: (sign * t.value, t.user_attrs.get("val_loss", float("inf")), t.number))
+    seen, chosen = [best.params], []
+    for trial in done:
+        if len(chosen) + 1 >= plan.cfg.training.ensemble:
+            break
+        if trial.params not in seen:
+            seen.append(trial.params)
+            chosen.append(trial)
+    return chosen
 
 
 def train_final(table: Any, train_rows: np.ndarray, test_rows: np.ndarray, params: dict[str, Any], epochs: int,
@@ -125,48 +156,151 @@ def train_final(table: Any, train_rows: np.ndarray, test_rows: np.ndarray, param
                       planned_epochs=epochs, epochs=trained.epochs_run, stop_reason=trained.stop_reason)
 
 
-def train_folds(plan: Plan, params: dict[str, Any], device: torch.device, deadline: float | None) -> FinalModel:
-    """The configuration trained on each of the search's folds, each member early-stopped on its
-    fold's validation rows, averaged. Preprocessing and head are fitted on all training rows,
-    so every member reads the same input. A deadline keeps the members finished by then (at
-    least one)."""
+@dataclass
+class FoldModels:
+    """One configuration trained on every fold: its members, what each member predicted for its
+    own fold's validation rows (out of fold, in training-matrix order), and their records."""
+
+    params: dict[str, Any]
+    members: list[nn.Module]
+    out_of_fold: np.ndarray
+    covered: np.ndarray  # rows some member validated on (all of them with k folds)
+    records: list[dict[str, Any]]
+
+
+def train_folds(plan: Plan, configs: list[dict[str, Any]], device: torch.device,
+                deadline: float | None, numbers: list[int] | None = None,
+                seconds: list[float] | None = None) -> FinalModel:
+    """Each configuration (the best first) trained on each of the search's folds, every member
+    early-stopped on its fold's validation rows; then greedy ensemble selection over their
+    out-of-fold predictions decides which configurations the delivered model averages.
+    Preprocessing and head are fitted on all training rows, so every member reads the same
+    input. The deadline keeps what is finished by then (at least the best one's first member);
+    a runner-up starts only if its trial's `seconds` fit before it."""
     table, cfg = plan.table, plan.cfg
     final = encode_split(table, plan.train_rows, None)
-    head = make_head(table.task, final.y_train, len(table.classes), params)
+    head = make_head(table.task, final.y_train, len(table.classes), configs[0])
     meta = split_meta(final, head.output_dim, table.task, data_kind(table))
-    position = _positions(plan.train_rows)
+    folds = [(_positions(plan.train_rows)(tr), _positions(plan.train_rows)(va))
+             for tr, va in make_folds(table, plan.train_rows, cfg.search.cv, cfg.data.val_size, cfg.seed)]
     synonyms = fold_synonyms(final, plan.synonym_words())
-    folds = make_folds(table, plan.train_rows, cfg.search.cv, cfg.data.val_size, cfg.seed)
-    members, used, records = [], dict(params), []
-    for k, (train, val) in enumerate(folds):
+    trained: list[FoldModels] = []
+    for i, params in enumerate(configs):
+        expected = 1.1 * seconds[i] if seconds else 0.0
+        if trained and deadline is not None and time.monotonic() + expected > deadline:
+            break
+        try:
+            trained.append(_train_one(plan, params, final, head, meta, folds, synonyms, device, deadline))
+        except TrainingDiverged:
+            if not trained:
+                raise
+    best = trained[0]
+    notes = [] if len(best.members) == len(folds) else [
+        f"the time limit left {len(best.members)} of {len(folds)} fold models; delivered those"]
+    counts = select_ensemble([t.out_of_fold[best.covered] for t in trained], final.y_train[best.covered],
+                             plan.metric, _tie_breaker(table.task))
+    numbers = numbers or list(range(len(configs)))
+    chosen = [(t, c) for t, c in zip(trained, counts, strict=True) if c]
+    chosen_numbers = [n for n, c in zip(numbers, counts, strict=False) if c]
+    members, weights, config_of = [], [], []
+    for i, (t, count) in enumerate(chosen):
+        for member in t.members:
+            members.append(member)
+            weights.append(count / sum(counts) / len(t.members))
+            config_of.append(i)
+    module = Ensemble(members, combine_for(head), weights) if len(members) > 1 else members[0]
+    X_test = torch.from_numpy(transform(final.preprocessor, table.features, plan.test_rows)).to(device)
+    y_test = table.y[plan.test_rows]
+    test_scores = score_all(table.task, y_test, head.scores(predict_outputs(module, X_test)))
+    selection = {"candidates": len(trained), "trials": chosen_numbers, "configs": [t.params for t, _ in chosen],
+                 "counts": [c for _, c in chosen], "member_config": config_of,
+                 "validation": {"best_trial": plan.metric(final.y_train[best.covered], best.out_of_fold[best.covered]),
+                                "ensemble": plan.metric(final.y_train[best.covered], _mix(
+                                    [t.out_of_fold[best.covered] for t in trained], counts))}}
+    if len(chosen) > 1 or chosen[0][0] is not best:
+        alone = Ensemble(best.members, combine_for(head)) if len(best.members) > 1 else best.members[0]
+        selection["test_best_trial"] = score_all(table.task, y_test, head.scores(predict_outputs(alone, X_test)))
+    final.X_train = None
+    for note in notes:
+        log.warning(note)
+    epochs = round(float(np.mean([r["epochs"] for r in best.records])))
+    return FinalModel(module, chosen[0][0].params, head, final.preprocessor, test_scores, meta, mode="folds",
+                      planned_epochs=int(best.params["max_epochs"]), epochs=epochs,
+                      stop_reason=best.records[-1]["stop_reason"], members=best.records, notes=notes,
+                      selection=selection)
+
+
+def _train_one(plan: Plan, params: dict[str, Any], final: Any, head: Any, meta: Any, folds: list, synonyms: Any,
+               device: torch.device, deadline: float | None) -> FoldModels:
+    table, seed = plan.table, plan.cfg.seed
+    n = len(final.y_train)
+    # What head.scores returns: values (n,), or probabilities (n, classes; two for BCE).
+    out_of_fold = np.zeros(n) if head.task == "regression" else np.zeros((n, max(2, len(table.classes))))
+    covered = np.zeros(n, dtype=bool)
+    members, records, used = [], [], dict(params)
+    for k, (tr, va) in enumerate(folds):
         if members and deadline is not None and time.monotonic() > deadline:
             break
-        tr, va = position(train), position(val)
-        torch.manual_seed(cfg.seed + k)
+        torch.manual_seed(seed + k)
         module, used = make_module(plan.model, params, meta)
         extras = prepare_fit(module, used, final.X_train[tr], final.y_train[tr], task=table.task,
                              n_classes=len(table.classes), epochs=int(used["max_epochs"]), device=device,
-                             seed=cfg.seed + k, pretrained=plan.pretrained,
-                             X_unlabeled=final.X_unlabeled,
+                             seed=seed + k, pretrained=plan.pretrained, X_unlabeled=final.X_unlabeled,
                              difficulty=final.difficulty[tr] if final.difficulty is not None else None,
                              kind=data_kind(table), synonyms=synonyms)
-        trained = fit(module, head, final.X_train[tr], final.y_train[tr], used, X_val=final.X_train[va],
-                      y_val=final.y_train[va], metric=plan.metric, device=device, seed=cfg.seed + k,
-                      deadline=deadline, **extras)
+        result = fit(module, head, final.X_train[tr], final.y_train[tr], used, X_val=final.X_train[va],
+                     y_val=final.y_train[va], metric=plan.metric, device=device, seed=seed + k,
+                     deadline=deadline, **extras)
         members.append(module.eval())
-        records.append({"fold": k, "epochs": trained.best_epoch, "epochs_run": trained.epochs_run,
-                        "score": trained.best_score, "stop_reason": trained.stop_reason})
-    final.X_train = None
-    module = Ensemble(members, combine_for(head)) if len(members) > 1 else members[0]
-    test_scores = _test_scores(module, head, final.preprocessor, table, plan.test_rows, device)
-    notes = [] if len(members) == len(folds) else [
-        f"the time limit left {len(members)} of {len(folds)} fold models; delivered those"]
-    for note in notes:
-        log.warning(note)
-    epochs = round(float(np.mean([r["epochs"] for r in records])))
-    return FinalModel(module, used, head, final.preprocessor, test_scores, meta, mode="folds",
-                      planned_epochs=int(used["max_epochs"]), epochs=epochs,
-                      stop_reason=records[-1]["stop_reason"], members=records, notes=notes)
+        X_val = torch.from_numpy(final.X_train[va]).to(device)
+        out_of_fold[va] = head.scores(predict_outputs(module, X_val))
+        covered[va] = True
+        records.append({"fold": k, "epochs": result.best_epoch, "epochs_run": result.epochs_run,
+                        "score": result.best_score, "stop_reason": result.stop_reason})
+    return FoldModels(used, members, out_of_fold, covered, records)
+
+
+# Greedy ensemble selection with replacement (Caruana et al., 2004, as AutoGluon does it):
+# written here since it is a few lines over predictions nntune already holds.
+ENSEMBLE_ROUNDS = 25
+
+
+def select_ensemble(predictions: list[np.ndarray], y: np.ndarray, metric: Any,
+                    tie_breaker: Any = None, rounds: int = ENSEMBLE_ROUNDS) -> list[int]:
+    """How often each candidate enters the average: start from the best alone, then add (with
+    replacement) whichever candidate most improves the averaged predictions' `metric`, ties
+    broken by `tie_breaker` (a smooth metric: log loss or RMSE), keeping the best ensemble seen."""
+    sign = 1.0 if metric.direction == "maximize" else -1.0
+
+    def quality(counts: list[int]) -> tuple[float, float]:
+        mixed = _mix(predictions, counts)
+        smooth = -tie_breaker(y, mixed) if tie_breaker is not None else 0.0
+        return sign * metric(y, mixed), smooth
+
+    counts = [1] + [0] * (len(predictions) - 1)
+    best_counts, best_quality = list(counts), quality(counts)
+    for _ in range(rounds if len(predictions) > 1 else 0):
+        trials = []
+        for i in range(len(predictions)):
+            candidate = list(counts)
+            candidate[i] += 1
+            trials.append((quality(candidate), -i, candidate))
+        q, _, counts = max(trials)
+        if q > best_quality:
+            best_counts, best_quality = list(counts), q
+    return best_counts
+
+
+def _mix(predictions: list[np.ndarray], counts: list[int]) -> np.ndarray:
+    total = sum(counts)
+    return sum(c / total * p for c, p in zip(counts, predictions, strict=True) if c)
+
+
+def _tie_breaker(task: str) -> Any:
+    from ..training import get_metric
+
+    smooth = get_metric("rmse" if task == "regression" else "log_loss", task)
+    return lambda y, p: smooth(y, p)
 
 
 def combine_for(head: Any) -> str:

@@ -386,14 +386,16 @@ def search(plan: Plan, study: optuna.Study, budget: Budget, device: torch.device
                           trial_deadline=budget.trial_deadline, objectives=plan.objectives,
                           pretrained=plan.pretrained, kind=data_kind(plan.table),
                           synonym_words=plan.synonym_words())
-    from ._final import final_mode, final_seconds  # (it builds on this module's Plan)
+    from ._final import final_mode, final_seconds, runners_up  # (it builds on this module's Plan)
 
     n_fold_rows, mode = len(folds[0].y_train), final_mode(plan)
 
     def plan_final(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         best = best_trial(study, plan.objectives)
         if best is not None:
-            budget.expect_final(final_seconds(best, len(plan.train_rows), n_fold_rows, mode))
+            others = runners_up(plan, study, best) if mode == "folds" else []
+            budget.expect_final(final_seconds(best, len(plan.train_rows), n_fold_rows, mode, others,
+                                              budget.timeout))
 
     run_trials(study, objective, plan.n_trials, budget.search_deadline,
                callbacks=[plan_final, *callbacks], retries=plan.cfg.execution.retries)

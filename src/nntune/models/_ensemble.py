@@ -16,18 +16,24 @@ _EPS = 1e-7  # keeps log and logit finite where every member is certain
 
 
 class Ensemble(nn.Module):
-    def __init__(self, members: list[nn.Module], combine: str) -> None:
+    """`members` averaged with `weights` (default: equal; they are normalised to sum to 1)."""
+
+    def __init__(self, members: list[nn.Module], combine: str, weights: list[float] | None = None) -> None:
         super().__init__()
         if combine not in COMBINES:
             raise ValueError(f"combine must be one of {', '.join(COMBINES)}; got '{combine}'")
         self.members = nn.ModuleList(members)
         self.combine = combine
+        w = [float(v) for v in weights] if weights is not None else [1.0] * len(members)
+        # Not a buffer: the weights are saved in model.json, and the state dict stays the members'.
+        self.weights = [v / sum(w) for v in w]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outputs = torch.stack([member(x) for member in self.members])
+        outputs = [member(x) for member in self.members]
         if self.combine == "mean":
-            return outputs.mean(dim=0)
+            return sum(w * o for w, o in zip(self.weights, outputs, strict=True))
         if self.combine == "sigmoid":
-            p = torch.sigmoid(outputs).mean(dim=0).clamp(_EPS, 1 - _EPS)
+            p = sum(w * torch.sigmoid(o) for w, o in zip(self.weights, outputs, strict=True)).clamp(_EPS, 1 - _EPS)
             return torch.log(p) - torch.log1p(-p)
-        return torch.log(torch.softmax(outputs, dim=-1).mean(dim=0).clamp_min(_EPS))
+        p = sum(w * torch.softmax(o, dim=-1) for w, o in zip(self.weights, outputs, strict=True))
+        return torch.log(p.clamp_min(_EPS))

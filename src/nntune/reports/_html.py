@@ -32,7 +32,7 @@ from ._figures import (
     study_figures,
     training_curves,
 )
-from ._tables import failures_text, read_run, top_trials
+from ._tables import ensemble_text, failures_text, read_run, top_trials
 
 BASELINE_SHARE = 0.1  # baselines run by default when they cost under this share of the run
 DEPTH_NOTE = ("each depth's best trial in a brief search of its own (studies '{study}.depth<d>'), ± one "
@@ -189,6 +189,7 @@ def _summary(result: dict, attrs: dict) -> str:
         ("validation", f"{search.get('cv')}-fold cross-validation" if search.get("cv") else "one validation split"),
         ("workers", f"{execution.get('workers', 1)} ({execution.get('backend', 'local')})"),
         ("trials", ", ".join(f"{n} {s}" for s, n in result["n_trials"].items())),
+        *([("delivered model", ensemble_text(result))] if result.get("ensemble") else []),
         *([("failed", failures_text(result["failed"]))] if result.get("failed") else []),
         *[("warning", w) for w in result.get("warnings") or []],
         (f"best validation {result['metric']}", best),

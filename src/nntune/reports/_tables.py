@@ -55,6 +55,8 @@ def summary_table(result: dict[str, Any]) -> Table:
     for name, value in result["test_scores"].items():
         table.add_row(f"test {name}", f"{value:.4f}")
     table.add_row("trials", ", ".join(f"{n} {s}" for s, n in result["n_trials"].items()))
+    if result.get("ensemble"):
+        table.add_row("delivered", ensemble_text(result))
     if result.get("failed"):
         table.add_row("failed", failures_text(result["failed"]))
     for warning in result.get("warnings") or []:
@@ -62,6 +64,16 @@ def summary_table(result: dict[str, Any]) -> Table:
     table.add_row("time", f"{result['seconds']:.1f} s")
     table.add_row("model", result["model_dir"])
     return table
+
+
+def ensemble_text(result: dict[str, Any]) -> str:
+    """The delivered ensemble beside the best trial alone, on validation and test rows."""
+    ensemble, metric = result["ensemble"], result["metric"]
+    trials = ", ".join(f"{n} x{c}" for n, c in zip(ensemble["trials"], ensemble["counts"], strict=True))
+    val, test = ensemble["validation"], ensemble["test"]
+    return (f"fold models of trials {trials}: out-of-fold {metric} {val['ensemble']:.4f} (best trial alone "
+            f"{val['best_trial']:.4f}), test {test['ensemble'].get(metric, float('nan')):.4f} "
+            f"(best trial alone {test['best_trial'].get(metric, float('nan')):.4f})")
 
 
 def failures_text(failed: dict[str, Any]) -> str:
