@@ -269,3 +269,14 @@ def test_a_run_directory_of_another_study_is_not_replaced(cli, run, tmp_path):
     code, _, err = cli("tune", "--dataset", "iris", "--trials", "1", "--study", "other", "--out", mine)
     assert code == 2 and "holds the run of study 'iris'" in err
     assert _tree(mine) == before
+
+
+def test_workers_that_failed_as_a_whole_are_reported():
+    from nntune.api import _failures
+    from nntune.reports._tables import failures_text
+
+    study = optuna.create_study()
+    failed = _failures(study, ["RuntimeError: the node ran out of memory", "RuntimeError: the node ran out of memory"])
+    assert failed["workers"] == 2 and failed["trials"] == 0
+    assert "2 workers failed (RuntimeError: the node ran out of memory)" in failures_text(failed)
+    assert _failures(study) == {}
