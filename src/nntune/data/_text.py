@@ -1,13 +1,16 @@
 """Texts with a label per row, read from a CSV/TSV file, and the tokenizer that numbers them.
 
 The tokenizer is trained on the training rows only (encode_split fits the encoder on them), so
-a word seen only in validation or test rows is unknown to the model, as it will be in use.
+a word seen only in validation or test rows is unknown to the model, as it will be in use; so
+is the encoded length of long texts, and each vocabulary entry's character n-grams.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 import re
+import zlib
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,9 +26,20 @@ from ._task import detect_task
 TOKENIZERS = ("word", "bpe")
 PAD, UNKNOWN = "[PAD]", "[UNK]"  # ids 0 and 1: the models' padding and unknown ids
 
+# Long texts (load_text's encoders): the encoded length reaches the token count that this share
+# of the training texts fits in, so the bag family reads them whole; one outlier of 50,000
+# tokens does not pad every row to its length. The sequence families still cut at seq_len.
+WHOLE_TEXTS = 0.99
+MAX_TOKENS = 4096  # per text, whatever the texts
+TOKEN_BUDGET = 2**25  # ids in one encoded matrix of training rows (256 MiB of int64)
+# Character n-grams of "<word>" (fastText's subwords: 3..6; 6-grams add little on short texts),
+# at most SUBWORD_SLOTS per vocabulary entry, the shorter n-grams first.
+SUBWORD_LENGTHS = (3, 4, 5)
+SUBWORD_SLOTS = 32
+
 
 class TextEncoder:
-    """Texts -> int64 token ids (N, seq_len), cut after `seq_len` tokens and padded with 0.
+    """Texts -> int64 token ids (N, length), cut after `length` tokens and padded with 0.
 
     `fit` trains a tokenizer (the `tokenizers` library) on the training texts, with at most
     `vocab_size` entries including [PAD]=0 and [UNK]=1. Ids are ordered by frequency, so a
@@ -35,16 +49,27 @@ class TextEncoder:
     - bpe: byte-pair pieces; ids are the characters first, then the merges in the order they
       were learned (most frequent pair first), so clipping keeps the alphabet and the
       commonest merges. A clipped piece becomes [UNK], not its smaller pieces.
+
+    `length` is `seq_len`, or with `max_len` chosen by `fit` from the training texts: the token
+    count WHOLE_TEXTS of them fit in, at least `seq_len` and at most `max_len` (and MAX_TOKENS,
+    and TOKEN_BUDGET ids over the training rows). With `subwords`, `model_input` also gives
+    each vocabulary entry's hashed character n-grams (`subword_table`), which the bag family
+    embeds.
     """
 
     name: ClassVar[str] = "text"
 
     def __init__(self, tokenizer: str = "word", vocab_size: int = 20000, seq_len: int = 128,
-                 tokenizer_json: str | None = None) -> None:
+                 tokenizer_json: str | None = None, *, max_len: int | None = None, subwords: bool = False,
+                 length: int | None = None) -> None:
         self.tokenizer = check_choice("tokenizer", tokenizer, TOKENIZERS)
         self.vocab_size = _at_least("vocab_size", vocab_size, 3)  # [PAD], [UNK] and one token
         self.seq_len = _at_least("seq_len", seq_len, 1)
+        self.max_len = _at_least("max_len", max_len, self.seq_len) if max_len is not None else None
+        self.subwords = bool(subwords)
+        self.length = _at_least("length", length, 1) if length is not None else self.seq_len
         self.tokenizer_ = None
+        self._subword_table: np.ndarray | None = None  # computed once per fitted tokenizer
         if tokenizer_json is not None:
             from tokenizers import Tokenizer
 
@@ -64,20 +89,45 @@ class TextEncoder:
         tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
         tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()  # splits at spaces and punctuation
         tokenizer.train_from_iterator(_as_strings(texts), trainer)
-        self.tokenizer_ = tokenizer
+        self.tokenizer_, self._subword_table = tokenizer, None
+        self.length = self.seq_len if self.max_len is None else self._fitted_length(texts)
         return self
+
+    def _fitted_length(self, texts: np.ndarray) -> int:
+        counts = np.fromiter((len(e.ids) for e in self._encode(texts)), dtype=np.int64, count=len(texts))
+        if not len(counts):
+            return self.seq_len
+        most = min(self.max_len, MAX_TOKENS, max(1, TOKEN_BUDGET // len(counts)))
+        return max(self.seq_len, min(int(math.ceil(np.quantile(counts, WHOLE_TEXTS))), most))
+
+    def _encode(self, texts: np.ndarray) -> list:
+        # The fast variant (tokenizers >= 0.21) skips character offsets, which nntune never reads.
+        encode = getattr(self.tokenizer_, "encode_batch_fast", self.tokenizer_.encode_batch)
+        return encode(_as_strings(texts))
 
     def transform(self, texts: np.ndarray) -> np.ndarray:
         if self.tokenizer_ is None:
             raise DataError("the text encoder is not fitted: call fit(training texts) first")
         # Padding in numpy rather than the tokenizer's own: its JSON then holds no length.
-        ids = np.zeros((len(texts), self.seq_len), dtype=np.int64)
-        # The fast variant (tokenizers >= 0.21) skips character offsets, which nntune never reads.
-        encode = getattr(self.tokenizer_, "encode_batch_fast", self.tokenizer_.encode_batch)
-        for row, encoding in enumerate(encode(_as_strings(texts))):
-            kept = encoding.ids[:self.seq_len]
+        ids = np.zeros((len(texts), self.length), dtype=np.int64)
+        for row, encoding in enumerate(self._encode(texts)):
+            kept = encoding.ids[:self.length]
             ids[row, :len(kept)] = kept
         return ids
+
+    def subword_table(self) -> np.ndarray:
+        """(vocabulary, SUBWORD_SLOTS) int32: the hashes (crc32, 31 bits: the same in every
+        process, unlike Python's hash) of each entry's character n-grams of "<entry>", -1 past
+        its last; none for [PAD] and [UNK]. Computed once per fitted tokenizer."""
+        if self._subword_table is None:
+            table = np.full((self.tokenizer_.get_vocab_size(), SUBWORD_SLOTS), -1, dtype=np.int32)
+            for entry, row in self.tokenizer_.get_vocab().items():
+                if entry in (PAD, UNKNOWN):
+                    continue
+                grams = _char_ngrams(f"<{entry}>")[:SUBWORD_SLOTS]
+                table[row, :len(grams)] = [zlib.crc32(g.encode()) & 0x7FFFFFFF for g in grams]
+            self._subword_table = table
+        return self._subword_table
 
     def token_id(self, word: str) -> int | None:
         """The id of one word as the fitted tokenizer normalizes it (None when unknown or when
@@ -87,16 +137,21 @@ class TextEncoder:
 
     def model_input(self) -> dict[str, Any]:
         vocab = self.tokenizer_.get_vocab_size() if self.tokenizer_ is not None else self.vocab_size
-        return {"input_shape": (self.seq_len,), "vocab_size": int(vocab)}
+        given = {"input_shape": (self.length,), "vocab_size": int(vocab)}
+        if self.subwords and self.tokenizer_ is not None:
+            # The table is weights to the bag family; its width is what a saved model keeps.
+            given["extra"] = {"subwords": self.subword_table(), "subword_slots": SUBWORD_SLOTS}
+        return given
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "tokenizer": self.tokenizer, "vocab_size": self.vocab_size,
-                "seq_len": self.seq_len,
+                "seq_len": self.seq_len, "max_len": self.max_len, "subwords": self.subwords, "length": self.length,
                 "tokenizer_json": self.tokenizer_.to_str() if self.tokenizer_ is not None else None}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TextEncoder:
-        return cls(data["tokenizer"], data["vocab_size"], data["seq_len"], data.get("tokenizer_json"))
+        return cls(data["tokenizer"], data["vocab_size"], data["seq_len"], data.get("tokenizer_json"),
+                   max_len=data.get("max_len"), subwords=data.get("subwords", False), length=data.get("length"))
 
 
 register_encoder(TextEncoder.name, TextEncoder.from_json)
@@ -116,7 +171,9 @@ def load_text(path: str | Path, *, text_column: str, target: str, tokenizer: str
     if target is None:
         raise DataError("no target column given: pass --target COLUMN (data.target in the config)")
     path = Path(path)
-    make_encoder = partial(TextEncoder, tokenizer, vocab_size, seq_len)  # a partial pickles; a lambda not
+    # A partial pickles; a lambda not. Long texts are kept up to MAX_TOKENS for the bag family.
+    make_encoder = partial(TextEncoder, tokenizer, vocab_size, seq_len, max_len=max(seq_len, MAX_TOKENS),
+                           subwords=True)
     make_encoder()  # checks the options before the file is read
     frame, has_header = _read_frame(path, str(text_column), str(target))
     columns = [str(c) for c in frame.columns]
@@ -193,6 +250,10 @@ def _reread(path: Path, *, header: bool, quoting: int = csv.QUOTE_MINIMAL) -> pd
         raise DataError(f"data file '{path}' could not be read: {exc}".splitlines()[0]) from exc
     frame.columns = [str(c) for c in frame.columns]
     return frame
+
+
+def _char_ngrams(word: str) -> list[str]:
+    return [word[i:i + n] for n in SUBWORD_LENGTHS for i in range(len(word) - n + 1)]
 
 
 def _as_strings(texts: np.ndarray) -> list[str]:

@@ -77,7 +77,7 @@ from ._budget import Budget
 BuildModel = Callable[[HyperParameters], nn.Module]
 GRAPH_BATCH = 1_000_000  # clipped to the training nodes by the trainer: full-batch training
 # The family a kind of data gets when none is named (`--family auto` searches all that fit).
-DEFAULT_FAMILY = {"table": "mlp", "image": "cnn", "signal": "cnn", "timeseries": "cnn", "text": "rnn",
+DEFAULT_FAMILY = {"table": "mlp", "image": "cnn", "signal": "cnn", "timeseries": "cnn", "text": "bag",
                   "graph": "gnn"}
 
 # Names whose values must come from a known list, checked before any trial runs.

@@ -1,6 +1,7 @@
 """Models: the family registry and the networks. Builds modules from plain values only."""
 
 from . import (
+    bag,  # noqa: F401  (registers the 'bag' family)
     capsnet,  # noqa: F401  (registers the 'capsnet' family)
     cnn,  # noqa: F401  (registers the 'cnn' family)
     cnn_rnn,  # noqa: F401  (registers the 'cnn_rnn' family)
