@@ -136,3 +136,64 @@ def test_an_infinite_regression_target_of_texts_is_refused(tmp_path):
     frame.to_csv(tmp_path / "scores.csv", index=False)
     with pytest.raises(DataError, match=r"regression target 'score' holds 1 infinite value"):
         load_text(tmp_path / "scores.csv", text_column="body", target="score", task="regression")
+
+
+def _long_reviews(tmp_path, n: int = 240, words: int = 300):
+    """Texts of `words` words (one of 5,000 words among them), labels alternating."""
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(["plot", "cast", "scene", "music"], words)) for _ in range(n)]
+    texts[7] = " ".join(["long"] * 5000)
+    path = tmp_path / "long.csv"
+    pd.DataFrame({"review": texts, "stars": ["pos", "neg"] * (n // 2)}).to_csv(path, index=False)
+    return path
+
+
+def test_long_texts_are_kept_up_to_the_training_texts_length(tmp_path):
+    """The bag family reads whole texts: load_text's encoder keeps as many tokens as 99% of the
+    training texts have (never fewer than seq_len), and one outlier does not pad every row."""
+    data = load_text(_long_reviews(tmp_path), text_column="review", target="stars", seq_len=16)
+    split = encode_split(data, np.arange(200), np.arange(200, 240))
+    assert split.X_train.shape == (200, 300) and split.X_eval.shape == (40, 300)
+    assert (split.X_train[:, -1] != 0).all()  # every text whole, the outlier (1 of 200) cut at 300
+    assert split.model_input()["input_shape"] == (300,)
+    short = load_text(SMS, text_column="1", target="0", seq_len=128)
+    assert encode_split(short, np.arange(200), None).X_train.shape == (200, 128)  # short texts: seq_len
+
+
+def test_the_kept_length_respects_the_caps(tmp_path, monkeypatch):
+    from nntune.data import _text
+
+    texts = np.array([" ".join(["word"] * 300)] * 10, dtype=object)
+    assert TextEncoder(seq_len=16, max_len=100).fit(texts).length == 100
+    assert TextEncoder(seq_len=16).fit(texts).length == 16  # without max_len: exactly seq_len
+    monkeypatch.setattr(_text, "TOKEN_BUDGET", 10 * 50)  # ids over the training rows
+    assert TextEncoder(seq_len=16, max_len=4096).fit(texts).length == 50
+    assert TextEncoder(seq_len=64, max_len=4096).fit(texts).length == 64  # never below seq_len
+    with pytest.raises(ConfigError, match="max_len must be an integer >= 16"):
+        TextEncoder(seq_len=16, max_len=8)
+
+
+def test_subword_table_hashes_each_entrys_character_ngrams_stably():
+    import zlib
+
+    encoder = TextEncoder(seq_len=4, subwords=True).fit(np.array(["good film", "good"], dtype=object))
+    table, vocab = encoder.subword_table(), encoder.tokenizer_.get_vocab()
+    assert table.shape == (len(vocab), 32) and table.dtype == np.int32
+    assert (table[vocab["[PAD]"]] == -1).all() and (table[vocab["[UNK]"]] == -1).all()
+    grams = ["<go", "goo", "ood", "od>", "<goo", "good", "ood>", "<good", "good>"]
+    assert table[vocab["good"], :9].tolist() == [zlib.crc32(g.encode()) & 0x7FFFFFFF for g in grams]
+    assert (table[vocab["good"], 9:] == -1).all()
+    extra = encoder.model_input()["extra"]
+    assert extra["subwords"] is table and extra["subword_slots"] == 32
+    assert "extra" not in TextEncoder(seq_len=4).fit(np.array(["good"], dtype=object)).model_input()
+
+
+def test_json_round_trip_keeps_the_fitted_length_and_subwords(tmp_path):
+    data = load_text(_long_reviews(tmp_path), text_column="review", target="stars", seq_len=16)
+    encoder = data.make_encoder().fit(data.features[:200])
+    loaded = encoder_from_json(json.loads(json.dumps(encoder.to_json())))
+    assert (loaded.length, loaded.subwords) == (300, True)
+    assert np.array_equal(loaded.transform(data.features), encoder.transform(data.features))
+    assert np.array_equal(loaded.model_input()["extra"]["subwords"], encoder.model_input()["extra"]["subwords"])
+    old = {k: v for k, v in encoder.to_json().items() if k not in ("max_len", "subwords", "length")}
+    assert encoder_from_json(old).transform(data.features[:2]).shape == (2, 16)  # saved before lengths

@@ -8,7 +8,6 @@ is the encoded length of long texts, and each vocabulary entry's character n-gra
 from __future__ import annotations
 
 import csv
-import math
 import re
 import zlib
 from functools import partial
@@ -98,7 +97,8 @@ class TextEncoder:
         if not len(counts):
             return self.seq_len
         most = min(self.max_len, MAX_TOKENS, max(1, TOKEN_BUDGET // len(counts)))
-        return max(self.seq_len, min(int(math.ceil(np.quantile(counts, WHOLE_TEXTS))), most))
+        whole = int(np.quantile(counts, WHOLE_TEXTS, method="inverted_cdf"))  # the least count that many fit in
+        return max(self.seq_len, min(whole, most))
 
     def _encode(self, texts: np.ndarray) -> list:
         # The fast variant (tokenizers >= 0.21) skips character offsets, which nntune never reads.
