@@ -321,7 +321,7 @@ def tune(
         for point in warm:
             study.enqueue_trial(point, user_attrs={"warm_start": cfg.search.warm_start}, skip_if_exists=True)
         if cfg.search.strategy != "grid":
-            for point in starting_points(plan.space, fixed=plan.fixed, family=plan.model):
+            for point in starting_points(plan.space, fixed=plan.fixed, family=plan.model)[:plan.n_trials]:
                 study.enqueue_trial(point, skip_if_exists=True)
     publish_run(study, plan, budget)
     fail_dead_trials(study, execution.retries)  # trials of an earlier run of this study that was killed

@@ -239,3 +239,21 @@ def test_default_space_parses_and_suggests_buildable_params(family):
         assert set(params) == set(spec.space)
         for kind in spec.data_kinds:
             assert build_model(family, params, meta_for(kind)).eval()(random_batch(kind, 2)).shape == (2, 3)
+
+
+@pytest.mark.parametrize("family", ["cnn", "capsnet", "cnn_rnn"])
+def test_starting_recipes_build_for_every_kind_the_family_takes(family):
+    spec = get_family(family)
+    assert spec.starting_points
+    for recipe in spec.starting_points:
+        for kind in spec.data_kinds:
+            assert build_model(family, recipe, meta_for(kind)).eval()(random_batch(kind, 2)).shape == (2, 3)
+
+
+@pytest.mark.parametrize("kind", ["image", "signal"])
+def test_cnn_default_space_keeps_the_whole_input_and_plain_multipliers(kind):
+    # MNIST-1D: searching resolution_mult shrank every trial's 40-sample signal (docs/benchmarks.md)
+    spec = get_family("cnn")
+    assert not {"resolution_mult", "depth_mult", "width_mult"} & set(spec.space)
+    model = build_model("cnn", spec.defaults, meta_for(kind))
+    assert not any(isinstance(m, Resize) for m in model.modules())

@@ -166,3 +166,14 @@ def test_bad_values_are_config_errors():
         build_model("rnn", {}, ModelMeta(10, 2, "binary"))
     with pytest.raises(ConfigError, match="vocabulary size"):
         build_model("transformer", {}, ModelMeta(10, 2, "binary", kind="text", input_shape=(10,)))
+
+
+@pytest.mark.parametrize("family", ["rnn", "transformer"])
+def test_starting_recipes_build_for_every_kind_the_family_takes(family):
+    spec = get_family(family)
+    assert spec.starting_points
+    metas = [m for m in (TEXT, SIGNAL, WINDOW, IMAGE) if m.kind in spec.data_kinds]
+    for recipe in spec.starting_points:
+        for meta in metas:
+            out = build_model(family, recipe, meta).eval()(sample(meta))
+            assert out.shape == (4, meta.output_dim) and torch.isfinite(out).all()

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import numpy as np
 import optuna
 import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 import nntune
+from nntune.config import RunConfig
+from nntune.execution._plan import space_for
+from nntune.models import Family, _registry, family_names, get_family
 from nntune.search import AutoPruner, AutoSampler, starting_points
 from nntune.search._auto import rungs, stand_in, startup_trials
 from nntune.search._space import parse_space
+from nntune.training import SPACE as RECIPE_SPACE
 
 
 def _study(curves: list[list[float]], direction: str = "maximize") -> optuna.Study:
@@ -77,6 +82,17 @@ def test_sampler_phases_follow_the_trials_in_the_storage():
     assert seen[0] == "sobol" and seen[10] == "gp" and seen[15] == "tpe"
 
 
+# The two recipes practitioners start from (the mlp family declares them): the mapping tests below
+# pass them explicitly, so a recipe the mlp adds changes nothing here.
+PRACTITIONER_RECIPES = (
+    {"optimizer": "adam", "lr": 1e-3, "n_layers": 2, "units": 128, "activation": "relu",
+     "dropout": 0.1, "norm": "none", "batch_size": 64, "schedule": "constant", "weight_decay": 1e-5},
+    {"optimizer": "sgd", "lr": 1e-2, "momentum": 0.9, "n_layers": 1, "units": 256,
+     "activation": "relu", "dropout": 0.0, "norm": "batch", "batch_size": 64,
+     "schedule": "cosine", "weight_decay": 1e-4},
+)
+
+
 def test_starting_points_speak_the_space_s_names():
     space, _ = parse_space({
         "learning_rate": {"type": "float", "low": 1e-4, "high": 0.1, "log": True},
@@ -84,7 +100,7 @@ def test_starting_points_speak_the_space_s_names():
         "max_units": {"type": "int", "low": 64, "high": 1024, "log": True},
         "momentum": {"type": "float", "low": 0.1, "high": 0.99},
     })
-    points = starting_points(space)
+    points = starting_points(space, PRACTITIONER_RECIPES)
     assert {"learning_rate": 1e-3, "num_layers": 2, "max_units": 128} in points
     assert {"learning_rate": 1e-2, "momentum": 0.9, "num_layers": 1, "max_units": 256} in points
 
@@ -92,9 +108,9 @@ def test_starting_points_speak_the_space_s_names():
 def test_a_fixed_optimizer_keeps_only_its_own_starting_recipe():
     space, _ = parse_space({"lr": {"type": "float", "low": 1e-4, "high": 0.1, "log": True},
                             "momentum": {"type": "float", "low": 0.1, "high": 0.99}})
-    assert starting_points(space, fixed={"optimizer": "adam"}) == [{"lr": 1e-3}]
-    assert starting_points(space, fixed={"optimizer": "sgd"}) == [{"lr": 1e-2, "momentum": 0.9}]
-    assert len(starting_points(space)) == 2
+    assert starting_points(space, PRACTITIONER_RECIPES, fixed={"optimizer": "adam"}) == [{"lr": 1e-3}]
+    assert starting_points(space, PRACTITIONER_RECIPES, fixed={"optimizer": "sgd"}) == [{"lr": 1e-2, "momentum": 0.9}]
+    assert len(starting_points(space, PRACTITIONER_RECIPES)) == 2
 
 
 @pytest.mark.slow
@@ -130,7 +146,7 @@ def test_starting_points_turn_on_the_switches_their_recipe_uses():
         "dropout": {"type": "float", "low": 0.05, "high": 0.8, "when": {"use_dropout": True}},
         "lr": {"type": "float", "low": 1e-4, "high": 0.1, "log": True},
     })
-    adam, sgd = starting_points(space)
+    adam, sgd = starting_points(space, PRACTITIONER_RECIPES)
     assert adam == {"use_dropout": True, "dropout": 0.1, "lr": 1e-3}  # the Adam recipe uses dropout 0.1
     assert sgd == {"use_dropout": False, "lr": 1e-2}                  # the SGD recipe none
 
@@ -145,3 +161,91 @@ def test_a_pruned_trial_stands_in_at_its_best_epoch_or_at_a_pessimistic_mean_of_
     # fold 2 (never trained) at the worse of the two
     fold_1 = pruned({12: 0.5, 13: 0.4}, fold_stride=11, n_folds=3, fold_scores=[0.30])
     assert stand_in(fold_1, -1.0, []) == pytest.approx((0.30 + 0.40 + 0.40) / 3)
+
+
+# -- starting recipes: each family's own (nntune.models.Family.starting_points)
+
+def default_space(family: str, kind: str) -> tuple[dict, dict]:
+    """The space and fixed values a run of `family` on `kind` data searches by default."""
+    cfg = RunConfig()
+    cfg.model.family = family
+    return space_for(cfg, None, kind)
+
+
+@pytest.mark.parametrize("family", family_names())
+def test_every_family_s_recipes_lie_in_its_default_space(family):
+    """The contract of a family's recipes, checked for every registered family (one added later
+    too): a recipe names only what the family's default space searches for some kind of data the
+    family takes, with every value inside its range, and it sets every unconditional entry of the
+    family's and the training recipe's space, so its trial draws nothing at random."""
+    spec = get_family(family)
+    spaces = {kind: default_space(family, kind) for kind in spec.data_kinds}
+    searched = set().union(*(space for space, _ in spaces.values()))
+    for recipe in spec.starting_points:
+        assert set(recipe) <= searched, f"{family}: {sorted(set(recipe) - searched)} searched for no kind"
+        for kind, (space, fixed) in spaces.items():
+            expected = {k: v for k, v in recipe.items() if k in space and space[k].matches(recipe)}
+            assert starting_points(space, [recipe], fixed) == [expected], f"{family} on {kind}"
+            own = {k for k in {**spec.space, **RECIPE_SPACE} if k in space and not space[k].when}
+            assert own <= set(recipe), f"{family} on {kind}: {sorted(own - set(recipe))} left to chance"
+
+
+def test_a_run_starts_from_its_own_family_s_recipes():
+    space, fixed = default_space("gnn", "graph")
+    gcn, gat, sage = starting_points(space, fixed=fixed, family="gnn")
+    # Kipf & Welling's GCN first (a graph's batch is every node, so the recipe sets none)
+    assert gcn == {"conv": "gcn", "layers": 2, "hidden": 16, "dropout": 0.5, "activation": "relu",
+                   "optimizer": "adam", "lr": 0.01, "weight_decay": 5e-4, "schedule": "constant"}
+    assert gat["conv"] == "gat" and gat["heads"] == 8 and sage["conv"] == "sage"
+    # a network of the user's own (no family) starts from the general recipes, the mlp's
+    mlp_space, _ = default_space("mlp", "table")
+    assert starting_points(mlp_space, family=lambda params: None) == starting_points(mlp_space, family="mlp")
+
+
+def test_family_auto_starts_from_one_recipe_of_each_family():
+    space, fixed = default_space("auto", "signal")
+    points = starting_points(space, fixed=fixed, family="auto")
+    assert [p["family"] for p in points] == family_names("signal")
+    for point in points:
+        own_space, own_fixed = default_space(point["family"], "signal")
+        first = starting_points(own_space, fixed=own_fixed, family=point["family"])[0]
+        assert {k: v for k, v in point.items() if k != "family"} == first
+    # with the optimizer fixed, each family's first recipe for that optimizer
+    adam = starting_points(space, fixed={**fixed, "optimizer": "adam"}, family="auto")
+    assert [p["family"] for p in adam] == family_names("signal")
+    assert all(p["optimizer"] == "adam" for p in adam) and adam[0]["lr"] == 0.01  # the MNIST-1D paper's CNN
+
+
+def test_a_family_that_declares_no_recipes_starts_from_the_general_ones(monkeypatch):
+    plain = Family("plain", build=lambda params, meta: None, space={"width": {"type": "int", "low": 8, "high": 64}})
+    assert plain.starting_points == ()
+    monkeypatch.setitem(_registry._FAMILIES, "plain", plain)
+    space, _ = parse_space({"lr": {"type": "float", "low": 1e-4, "high": 0.1, "log": True}})
+    general = starting_points(space, family="mlp")
+    assert general and starting_points(space, family="plain") == general
+
+
+def _signals(n: int = 60) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    X = rng.normal(0, 0.1, (n, 1, 32)).astype(np.float32)
+    y = np.arange(n) % 2
+    X[y == 1, 0, 8:14] += 1.0
+    return X, y
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["cnn", "auto"])
+def test_a_new_study_tries_the_family_s_recipes_first(tmp_path, family):
+    X, y = _signals()
+    np.savez(tmp_path / "signals.npz", X=X, y=y)
+    space, fixed = default_space(family, "signal")
+    expected = starting_points(space, fixed=fixed, family=family)
+    result = nntune.tune(tmp_path / "signals.npz", family=family, trials=len(expected), max_epochs=1, threads=1,
+                         pruner="none", report=False, out=tmp_path / "run")
+    assert [t.params for t in result.study.trials] == expected
+    if family == "auto":
+        assert [p["family"] for p in expected] == family_names("signal")
+    # a budget smaller than the recipes queues only what it runs (no trial is left waiting)
+    short = nntune.tune(tmp_path / "signals.npz", family=family, trials=1, max_epochs=1, threads=1,
+                        report=False, out=tmp_path / "short")
+    assert [t.params for t in short.study.trials] == expected[:1]

@@ -34,6 +34,14 @@ SPACE = {
     "routing_iters": {"type": "int", "low": 1, "high": 3},
 }
 
+STARTING_POINTS = (
+    # Sabour, Frosst & Hinton (2017): 3 routing iterations, Adam at 1e-3 (TensorFlow's default),
+    # no weight decay (the space's least here), batch 128; the network at the family's defaults,
+    # a quarter of the paper's 256 conv channels and 32 primary capsule maps, for small images.
+    {"conv_channels": 64, "primary_caps": 8, "routing_iters": 3, "optimizer": "adam", "lr": 1e-3,
+     "weight_decay": 1e-6, "batch_size": 128, "schedule": "constant"},
+)
+
 
 def squash(s: torch.Tensor) -> torch.Tensor:
     """Shrink vectors to length |s|^2 / (1 + |s|^2), keeping their direction."""
@@ -111,4 +119,5 @@ def shape_of_weights(state: Mapping[str, Any]) -> dict[str, Any]:
 
 
 register_family(Family("capsnet", build, DEFAULTS, SPACE, data_kinds=("image",),
-                       shape_keys=("conv_channels", "primary_caps"), shape_of_weights=shape_of_weights))
+                       shape_keys=("conv_channels", "primary_caps"), shape_of_weights=shape_of_weights,
+                       starting_points=STARTING_POINTS))

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 from scipy.stats import spearmanr
 
+from ..models import family_names, get_family
 from ._cv_pruning import FOLDS_ATTR, SCORES_ATTR, STRIDE_ATTR
 from ._pruners import WARMUP_EPOCHS
 
@@ -241,34 +242,52 @@ def _informative(complete: list[FrozenTrial], step: int) -> bool:
     return bool(np.isfinite(rho) and rho >= MIN_RANK_CORRELATION)
 
 
-# Strong first trials, tried before the sampler takes over: the recipes that practitioners
-# start from (Adam at 1e-3; SGD with momentum 0.9 at 1e-2) on 1-2 hidden layers of 128-256 units.
-STARTING_POINTS = (
-    {"optimizer": "adam", "lr": 1e-3, "n_layers": 2, "units": 128, "activation": "relu",
-     "dropout": 0.1, "norm": "none", "batch_size": 64, "schedule": "constant", "weight_decay": 1e-5},
-    {"optimizer": "sgd", "lr": 1e-2, "momentum": 0.9, "n_layers": 1, "units": 256,
-     "activation": "relu", "dropout": 0.0, "norm": "batch", "batch_size": 64,
-     "schedule": "cosine", "weight_decay": 1e-4},
-)
 # Other names the same quantities go by in users' spaces.
 ALIASES = {"learning_rate": "lr", "num_layers": "n_layers", "layers": "n_layers", "max_units": "units",
            "hidden_size": "units", "width": "units", "max_dropout": "dropout"}
+# The recipes for a network that is no registered family (a build function, or a bare space as
+# in ask/tell) or a family that declares none: the mlp's, the starts practitioners use, in names
+# users' spaces share (lr, n_layers, units, ...).
+GENERAL_RECIPES_FAMILY = "mlp"
 
 
-def starting_points(space: dict, recipes: Sequence[dict] = STARTING_POINTS,
-                    fixed: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def family_recipes(space: Mapping[str, Any], family: Any = None,
+                   fixed: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The starting recipes of the run's `family`, which each family declares itself
+    (`nntune.models.Family.starting_points`). Family 'auto': the first recipe (for the optimizer
+    the run fixes, if any) of every family the space chooses among, each with its `family` value
+    (one each, so the sampler still gets most of the start), or all the recipes of the one family
+    the user's space fixes."""
+    if family == "auto":
+        spec = space.get("family")
+        if spec is not None and spec.choices is not None:
+            firsts = ((name, next((r for r in _recipes_of(name) if _fits(r, fixed)), None)) for name in spec.choices)
+            return [{**recipe, "family": name} for name, recipe in firsts if recipe is not None]
+        family = (fixed or {}).get("family")
+    return [dict(recipe) for recipe in _recipes_of(family)]
+
+
+def _recipes_of(family: Any) -> tuple[Mapping[str, Any], ...]:
+    own = get_family(family).starting_points if isinstance(family, str) and family in family_names() else ()
+    return own or get_family(GENERAL_RECIPES_FAMILY).starting_points
+
+
+def starting_points(space: dict, recipes: Sequence[Mapping[str, Any]] | None = None,
+                    fixed: dict[str, Any] | None = None, family: Any = None) -> list[dict[str, Any]]:
     """The starting recipes in terms of `space`: parameters it searches (also under common
     aliases), values inside their ranges; a point that names nothing in the space is dropped,
     and so is a recipe for another optimizer than the one the run fixes (its learning rate
-    belongs to that optimizer)."""
+    belongs to that optimizer). `recipes`: by default those of the run's `family` (see
+    `family_recipes`)."""
+    if recipes is None:
+        recipes = family_recipes(space, family, fixed)
     points = []
     for recipe in recipes:
-        fixed_optimizer = (fixed or {}).get("optimizer")
-        if fixed_optimizer is not None and recipe.get("optimizer", fixed_optimizer) != fixed_optimizer:
+        if not _fits(recipe, fixed):
             continue
         point: dict[str, Any] = {}
         for name, spec in space.items():
-            value = recipe.get(ALIASES.get(name, name))
+            value = _value(recipe, name)
             if value is None or spec.per_layer:
                 continue
             if spec.type == "categorical":
@@ -277,7 +296,7 @@ def starting_points(space: dict, recipes: Sequence[dict] = STARTING_POINTS,
             elif spec.low <= value <= spec.high:
                 point[name] = int(value) if spec.type == "int" else float(value)
         for name, spec in space.items():  # on/off switches (cocktails): on where the recipe uses it
-            value = recipe.get(ALIASES.get(name, name))
+            value = _value(recipe, name)
             for parent, wanted in (spec.when or {}).items():
                 switch = space.get(parent)
                 if value is not None and wanted is True and parent not in recipe and switch is not None \
@@ -287,3 +306,15 @@ def starting_points(space: dict, recipes: Sequence[dict] = STARTING_POINTS,
         if point and point not in points:
             points.append(point)
     return points
+
+
+def _fits(recipe: Mapping[str, Any], fixed: Mapping[str, Any] | None) -> bool:
+    """Whether the recipe is for the optimizer the run fixes (if any): its rate belongs to it."""
+    optimizer = (fixed or {}).get("optimizer")
+    return optimizer is None or recipe.get("optimizer", optimizer) == optimizer
+
+
+def _value(recipe: Mapping[str, Any], name: str) -> Any:
+    """The recipe's value for the space's `name`: under that name (a family's own `layers`),
+    else under the name it is an alias of."""
+    return recipe[name] if name in recipe else recipe.get(ALIASES.get(name, name))
