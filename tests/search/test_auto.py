@@ -15,7 +15,6 @@ from nntune.models import Family, _registry, family_names, get_family
 from nntune.search import AutoPruner, AutoSampler, starting_points
 from nntune.search._auto import rungs, stand_in, startup_trials
 from nntune.search._space import parse_space
-from nntune.training import SPACE as RECIPE_SPACE
 
 
 def _study(curves: list[list[float]], direction: str = "maximize") -> optuna.Study:
@@ -176,8 +175,9 @@ def default_space(family: str, kind: str) -> tuple[dict, dict]:
 def test_every_family_s_recipes_lie_in_its_default_space(family):
     """The contract of a family's recipes, checked for every registered family (one added later
     too): a recipe names only what the family's default space searches for some kind of data the
-    family takes, with every value inside its range, and it sets every unconditional entry of the
-    family's and the training recipe's space, so its trial draws nothing at random."""
+    family takes, with every value inside its range, and it sets every unconditional entry of
+    that space (the family's, the training recipe's and the kind's: seq_len, lookback), so its
+    trial draws nothing at random."""
     spec = get_family(family)
     spaces = {kind: default_space(family, kind) for kind in spec.data_kinds}
     searched = set().union(*(space for space, _ in spaces.values()))
@@ -186,8 +186,9 @@ def test_every_family_s_recipes_lie_in_its_default_space(family):
         for kind, (space, fixed) in spaces.items():
             expected = {k: v for k, v in recipe.items() if k in space and space[k].matches(recipe)}
             assert starting_points(space, [recipe], fixed) == [expected], f"{family} on {kind}"
-            own = {k for k in {**spec.space, **RECIPE_SPACE} if k in space and not space[k].when}
-            assert own <= set(recipe), f"{family} on {kind}: {sorted(own - set(recipe))} left to chance"
+            unconditional = {k for k, entry in space.items() if not entry.when}
+            assert unconditional <= set(recipe), \
+                f"{family} on {kind}: {sorted(unconditional - set(recipe))} left to chance"
 
 
 def test_a_run_starts_from_its_own_family_s_recipes():

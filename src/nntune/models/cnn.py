@@ -67,6 +67,10 @@ SPACE = {
     "dropout": {"type": "float", "low": 0.0, "high": 0.3},
 }
 
+# What the recipes read of texts and series: the SMS recipe's cut (see rnn.STARTING_POINTS) and
+# the whole default window of a series (lookback 24: the airline forecasts of cnn_rnn's recipe).
+SEQUENCE_WINDOWS = {"seq_len": 64, "vocab_size": 10000, "lookback": 24}
+
 STARTING_POINTS = (
     # The best network of nntune's narrowed MNIST-1D search (docs/benchmarks.md,
     # `mnist1d-narrow`: 99.0% test accuracy): 3 blocks of 59 channels, kernel 7, AdamW at
@@ -74,12 +78,14 @@ STARTING_POINTS = (
     # report names neither). Alone (`--trials 1`, one thread): 99.25% validation, 98.5% test;
     # on 8x8 digits as images 98.9% test (the old default space's 2.5-minute search: 98.9%).
     {"n_blocks": 3, "channels": 59, "channel_growth": 1.0, "kernel_size": 7, "dropout": 0.1,
-     "optimizer": "adamw", "lr": 2.5e-3, "weight_decay": 1e-4, "batch_size": 64, "schedule": "cosine"},
+     "optimizer": "adamw", "lr": 2.5e-3, "weight_decay": 1e-4, "batch_size": 64, "schedule": "cosine",
+     **SEQUENCE_WINDOWS},
     # The CNN of the MNIST-1D paper (Greydanus 2020, 94%): 3 convolutions of 25 channels that
     # each halve the signal, first kernel 5, Adam at 1e-2 without weight decay (the space's
     # least, 1e-6), batch 100 (128 here), constant rate. Here: 98.25% validation in a 14 s trial.
     {"n_blocks": 3, "channels": 25, "channel_growth": 1.0, "kernel_size": 5, "dropout": 0.0,
-     "optimizer": "adam", "lr": 1e-2, "weight_decay": 1e-6, "batch_size": 128, "schedule": "constant"},
+     "optimizer": "adam", "lr": 1e-2, "weight_decay": 1e-6, "batch_size": 128, "schedule": "constant",
+     **SEQUENCE_WINDOWS},
 )
 
 def check_number(name: str, value: Any, low: float, high: float = math.inf, *,
