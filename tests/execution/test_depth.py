@@ -111,7 +111,8 @@ def test_a_linear_target_stops_at_zero_hidden_layers(tmp_path):
     assert [p["depth"] for p in curve] == [0, 1]  # depth 1 did not beat depth 0 by one SE: stop
     assert [p["chosen"] for p in curve] == [True, False]
     assert curve[1]["score"] <= curve[0]["score"] + curve[0]["se"]
-    assert result.model.info["params"]["n_layers"] == 0 and len(result.model.module.blocks) == 0
+    networks = getattr(result.model.module, "members", [result.model.module])  # fold models, or one
+    assert result.model.info["params"]["n_layers"] == 0 and all(len(n.blocks) == 0 for n in networks)
 
 
 @pytest.mark.slow
@@ -135,7 +136,9 @@ def test_xor_needs_a_hidden_layer_and_the_run_records_its_depth_search(tmp_path)
     main = optuna.load_study(study_name="run", storage=storage)
     assert main.user_attrs["depth_curve"] == curve
     # The final model and every main trial have the chosen depth, per-layer widths expanded for it.
-    assert result.model.info["params"]["n_layers"] == depth == len(result.model.module.blocks)
+    networks = getattr(result.model.module, "members", [result.model.module])  # fold models, or one
+    assert result.model.info["params"]["n_layers"] == depth
+    assert all(len(n.blocks) == depth for n in networks)
     assert {f"units_{i}" for i in range(depth)} <= set(result.best_params)
     assert "n_layers" not in result.best_params and f"units_{depth}" not in result.best_params
 

@@ -108,6 +108,10 @@ class _DepthBudget:
     def expect_final(self, seconds: float) -> None:
         self.run.expect_final(seconds)
 
+    @property
+    def timeout(self) -> float | None:
+        return self.run.timeout
+
 
 def _earliest(a: float | None, b: float | None) -> float | None:
     return b if a is None else a if b is None else min(a, b)
