@@ -114,12 +114,19 @@ def test_a_fixed_optimizer_keeps_only_its_own_starting_recipe():
 
 @pytest.mark.slow
 def test_tune_defaults_to_auto_and_a_small_budget_prunes_nothing(tmp_path):
-    result = nntune.tune(dataset="iris", trials=5, max_epochs=10, out=tmp_path / "run")
+    from sklearn.linear_model import LogisticRegression
+
+    from nntune.data import encode_split, load_tabular, split_train_test
+
+    result = nntune.tune(dataset="iris", trials=5, max_epochs=30, out=tmp_path / "run")
     study = result.study
     assert study.user_attrs["config"]["search"]["strategy"] == "auto"
     assert isinstance(study.pruner, AutoPruner) and not study.pruner.active
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
-    assert result.test_scores["accuracy"] > 0.8
+    table = load_tabular(dataset="iris")
+    split = encode_split(table, *split_train_test(table, 0.2, 0))
+    linear = LogisticRegression(max_iter=1000).fit(split.X_train, split.y_train).score(split.X_eval, split.y_eval)
+    assert result.test_scores["accuracy"] >= linear - 0.07  # (0.97 here; the majority class 0.33)
 
 
 @pytest.mark.slow
