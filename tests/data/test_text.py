@@ -197,3 +197,12 @@ def test_json_round_trip_keeps_the_fitted_length_and_subwords(tmp_path):
     assert np.array_equal(loaded.model_input()["extra"]["subwords"], encoder.model_input()["extra"]["subwords"])
     old = {k: v for k, v in encoder.to_json().items() if k not in ("max_len", "subwords", "length")}
     assert encoder_from_json(old).transform(data.features[:2]).shape == (2, 16)  # saved before lengths
+
+
+def test_the_word_tokenizer_reads_numbers_digit_by_digit():
+    """A phone number no training text has is read as its digits, not as [UNK]."""
+    encoder = TextEncoder(seq_len=16).fit(np.array(["call 0800 now", "win 12 pounds"], dtype=object))
+    vocab = encoder.tokenizer_.get_vocab()
+    assert "0800" not in vocab and {"0", "8", "1", "2"} <= set(vocab)
+    ids = encoder.transform(np.array(["call 0812"], dtype=object))[0]
+    assert ids[:5].tolist() == [vocab["call"], vocab["0"], vocab["8"], vocab["1"], vocab["2"]]
