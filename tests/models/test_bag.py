@@ -162,7 +162,9 @@ def test_a_tuned_text_model_is_a_bag_and_reloads_identically_in_a_fresh_process(
     assert result.model.info["family"] == "bag" and result.best_params.get("family") is None
     texts = np.array(["good plot", "bad actor and a word never seen", ""], dtype=object)
     np.save(tmp_path / "texts.npy", texts, allow_pickle=True)
-    code = ("import json, sys, numpy as np, nntune\n"
+    # At the run's thread count, bit for bit (another count may round matrix products otherwise).
+    code = ("import json, sys, numpy as np, torch, nntune\n"
+            "torch.set_num_threads(1)\n"
             "model = nntune.load(sys.argv[1])\n"
             "texts = np.load(sys.argv[2], allow_pickle=True)\n"
             "print(json.dumps({'labels': model.predict(texts).tolist(),\n"
