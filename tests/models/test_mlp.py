@@ -277,17 +277,25 @@ def test_scaling_standard_is_still_available_and_bad_names_are_refused():
         make_preprocessor(schema, "robustt")
 
 
-def test_compression_refuses_embeddings_and_members_with_one_line():
+def test_compression_refuses_members_and_structured_pruning_of_embeddings_with_one_line():
     from types import SimpleNamespace
 
     from nntune.compression import RunData
+    from nntune.compression._prune import prune
 
-    run = RunData(SimpleNamespace(info={"family": "mlp", "params": {"k": 8, "embedding": "plr_lite"}}),
-                  None, None, None, None, None, "accuracy")
-    with pytest.raises(ConfigError, match=r"prune works on a plain MLP; this model has numerical embeddings "
-                                          r"\(plr_lite\) and 8 TabM members \(tabm\): distill it"):
-        run.require_mlp("prune")
-    run.require_mlp("distill")  # the student is a plain MLP
+    def run(**params):
+        model = SimpleNamespace(info={"family": "mlp", "params": params},
+                                module=build_model("mlp", params, TABLE_META))
+        return RunData(model, None, None, None, None, None, "accuracy")
+
+    with pytest.raises(ConfigError, match=r"^prune works on one network; this model averages 8 TabM members: "
+                                          r"distill it into one \(--method distill\), then prune that$"):
+        run(k=8).require_mlp("prune")
+    run(k=8).require_mlp("distill")  # the student is a plain MLP
+    run(embedding="plr_lite").require_mlp("quantize")  # int8 and unstructured pruning take embeddings
+    with pytest.raises(ConfigError, match=r"^structured pruning works on a plain MLP; this model has numerical "
+                                          r"embeddings \(plr_lite\): prune it unstructured"):
+        prune(run(embedding="plr_lite"), 0.5, structured=True)
 
 
 def _mixed_table(task: str, n: int = 150):
@@ -387,3 +395,24 @@ def test_the_tuned_default_scores_at_least_as_well_as_logistic_regression():
         scores.append(float(np.mean(predicted == final.y_eval)))
     reference = LogisticRegression(max_iter=5000).fit(final.X_train, final.y_train).score(final.X_eval, final.y_eval)
     assert np.mean(scores) >= reference - 0.05, (scores, reference)
+
+
+@pytest.mark.slow
+def test_unstructured_pruning_and_int8_keep_working_with_embeddings(tmp_path):
+    import numpy as np
+
+    import nntune
+    from nntune.api import _run_arrays
+    from nntune.compression import RunData, compressed_model
+
+    nntune.tune(dataset="breast_cancer", trials=1, max_epochs=3, out=tmp_path / "run", report=False, threads=1,
+                seed=0, final="refit", space={"n_layers": 2, "units": 16, "norm": "batch", "embedding": "plr_lite"})
+    run = RunData(**_run_arrays(tmp_path / "run", None, None, "compress"))
+    rows = run.X_test
+    for method, options in (("prune", {"sparsity": 0.5, "steps": 1, "finetune_epochs": 1}), ("quantize", {})):
+        model, weights, _ = compressed_model(run, method, **options)
+        model.save(tmp_path / method, weights=weights)
+        again = nntune.load(tmp_path / method)
+        before = model.head.scores(model.module(torch.from_numpy(rows)))
+        after = again.head.scores(again.module(torch.from_numpy(rows)))
+        assert np.allclose(before, after, atol=1e-6), method
