@@ -20,7 +20,7 @@ def _tune(out, trials, **space):
 
 @pytest.fixture(scope="package")
 def run_dir(tmp_path_factory):
-    return _tune(tmp_path_factory.mktemp("compress") / "run", 2, n_layers=2, units=32, norm="batch")
+    return _tune(tmp_path_factory.mktemp("compress") / "run", 2, n_layers=2, units=32, norm="batch", embedding="none")
 
 
 @pytest.fixture(scope="package")
@@ -28,7 +28,7 @@ def residual_run(tmp_path_factory):
     """30 features -> 32 -> 32 -> 32: the last two blocks add their input, so all three
     hidden layers form one residual stream."""
     run = _tune(tmp_path_factory.mktemp("compress") / "residual", 1, n_layers=3, units=32,
-                norm="batch", residual=True)
+                norm="batch", residual=True, embedding="none")
     return run_data(run)
 
 

@@ -10,8 +10,10 @@ import pytest
 
 from nntune.search import get_storage
 
-# Trials of about a second on digits: long enough to be caught (and killed) mid-trial.
-SLOW_TRIALS = ("--max-epochs", "40", "--patience", "40", "--threads", "1", "--pruner", "none")
+# Trials of about a second on digits: long enough to be caught (and killed) mid-trial. One
+# validation split: these tests are about processes and storage, and the five folds per trial of
+# cv auto (tables up to 2,000 rows) would make every trial and the final model five times longer.
+SLOW_TRIALS = ("--max-epochs", "40", "--patience", "40", "--threads", "1", "--pruner", "none", "--cv", "none")
 
 
 def trials_of(storage: str, study: str) -> list[optuna.trial.FrozenTrial]:

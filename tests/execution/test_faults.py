@@ -73,7 +73,7 @@ def test_a_worker_killed_mid_trial_is_failed_retried_and_the_study_still_complet
 
 def test_a_silent_trial_of_another_machine_is_failed_by_heartbeat_and_retried(tmp_path, churn_csv, postgres_url):
     common = {"target": "churned", "storage": postgres_url, "study": "hb", "out": tmp_path / "run",
-              "heartbeat": 1, "max_epochs": 5, "threads": 1}
+              "heartbeat": 1, "max_epochs": 5, "threads": 1, "cv": "none"}  # one split: the storage is under test
     nntune.tune(churn_csv, trials=2, **common)
     storage = get_storage(postgres_url, heartbeat=1, retries=2)
     study = optuna.load_study(study_name="hb", storage=storage)
@@ -96,7 +96,7 @@ def test_a_silent_trial_of_another_machine_is_failed_by_heartbeat_and_retried(tm
 def test_a_driver_killed_ten_times_resumes_without_losing_or_repeating_trials(tmp_path, churn_csv):
     args = ("tune", "--data", churn_csv, "--target", "churned", "--trials", "12", "--resume",
             "--study", "again", "--out", tmp_path / "run", "--max-epochs", "40", "--patience", "40",
-            "--threads", "1", "--quiet")
+            "--threads", "1", "--cv", "none", "--quiet")  # one split: trials of about a second
     db = tmp_path / "run" / "study.db"
     storage = f"sqlite:///{db}"
     rng = random.Random(0)

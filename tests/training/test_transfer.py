@@ -158,7 +158,7 @@ def test_a_saved_nntune_model_directory_starts_a_new_task(tmp_path):
 
     X, y = table(3, seed=0)
     frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(N_FEATURES)]).assign(y=y)
-    space = {"n_layers": 1, "units": 16, "norm": "batch"}
+    space = {"n_layers": 1, "units": 16, "norm": "batch", "embedding": "none"}
     run = nntune.tune(frame, target="y", trials=1, max_epochs=3, space=space, out=tmp_path / "run", report=False)
     model = build_model("mlp", run.model.info["params"], ModelMeta(N_FEATURES, 5, "multiclass"))
     t = apply_pretrained(model, load_pretrained(tmp_path / "run" / "model"), freeze_layers=1, lr_scale=0.1)

@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 from ..errors import ConfigError
 from ..models import ModelMeta
-from ..models.mlp import layer_widths
+from ..models.mlp import PLAIN, layer_widths
 from ..search import make_module
 from ..training import Head, fit, predict_outputs
 from ._run import RunData
@@ -97,7 +97,7 @@ def distill(run: RunData, units: int | float | None = None, temperature: float =
     head = run.model.head
     params = {k: v for k, v in run.params.items() if not k.startswith("units_")}
     width = student_units(run.params, head.output_dim, units)
-    params = {**params, "units": width, "dropout": float(dropout)}
+    params = {**params, **PLAIN, "units": width, "dropout": float(dropout)}  # a plain student
     torch.manual_seed(run.seed)
     meta = ModelMeta(int(run.model.info["input_dim"]), head.output_dim, head.task)
     student, params = make_module("mlp", params, meta)

@@ -21,6 +21,7 @@ from torch.nn.utils import prune as torch_prune
 
 from ..errors import ConfigError, check_choice
 from ..models import Ensemble, ModelMeta
+from ..models.mlp import beyond_plain
 from ..training import fit
 from ._run import RunData
 from ._structured import kept_counts, neuron_sets, shrink
@@ -39,6 +40,10 @@ def prune(run: RunData, sparsity: float, structured: bool = False, criterion: st
         raise ConfigError("structured pruning takes one network; this model averages "
                           f"{len(module.members)} fold models: prune it unstructured, or distill it into one "
                           "network (--method distill) and prune that")
+    extras = beyond_plain(params)
+    if structured and extras:  # the surgery rebuilds a plain MLP's blocks and head
+        raise ConfigError(f"structured pruning works on a plain MLP; this model has {' and '.join(extras)}: "
+                          "prune it unstructured, or distill it into a plain one (--method distill) and prune that")
     if structured:
         widths = [b.linear.out_features for b in module.blocks]
         module, params, shape = _structured(run, module, params, sparsity, criterion, steps, finetune_epochs)

@@ -46,6 +46,10 @@ class RunData:
         family = self.model.info.get("family")
         if family != "mlp":
             raise ConfigError(f"{method} works on the mlp family; this run's model is '{family}'")
+        members = int(self.params.get("k", 1))
+        if members > 1 and method != "distill":  # distill trains a plain student from any mlp
+            raise ConfigError(f"{method} works on one network; this model averages {members} TabM members: "
+                              f"distill it into one (--method distill), then {method} that")
 
 
 def count_params(module: nn.Module) -> int:

@@ -11,7 +11,7 @@ from sklearn.model_selection import KFold, StratifiedKFold, TimeSeriesSplit, tra
 
 from ..errors import ConfigError, DataError
 from ._arrays import ArrayData, LabelledRows
-from ._preprocess import make_preprocessor, transform
+from ._preprocess import make_preprocessor, numeric_width, transform
 from ._schema import Schema, conform, infer_schema
 from ._sources import as_table
 from ._task import detect_task
@@ -227,7 +227,8 @@ class EncodedSplit:
             extra = self.preprocessor.model_input()
             shape = tuple(extra.get("input_shape", self.X_train.shape[1:]))
             return {"input_dim": int(np.prod(shape)) if shape else 1, **extra, "input_shape": shape}
-        return {"input_dim": self.n_features, "input_shape": (self.n_features,)}
+        return {"input_dim": self.n_features, "input_shape": (self.n_features,),
+                "extra": {"numeric_columns": numeric_width(self.preprocessor)}}
 
 
 def encode_split(data: TabularData | ArrayData, train_rows: np.ndarray,

@@ -59,6 +59,9 @@ TECHNIQUES = (
     Technique("mixup", _positive("mixup_alpha"), lambda p: {"mixup_alpha": 0.0}, "no mixup"),
     Technique("augmentation", lambda p: bool(p.get("augment")), lambda p: {"augment": False},
               "no data augmentation"),
+    Technique("numerical_embeddings", lambda p: p.get("embedding", "none") != "none",
+              lambda p: {"embedding": "none"}, "numeric columns fed as they are"),
+    Technique("tabm_members", lambda p: int(p.get("k", 1)) > 1, lambda p: {"k": 1}, "one network (k 1)"),
 )
 
 # What training raises when a recipe cannot be trained: that is the variant's effect. Anything

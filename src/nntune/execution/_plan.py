@@ -85,7 +85,8 @@ KNOWN_CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "loss": LOSSES,
                  "curriculum": CURRICULA, "pacing": PACINGS, "pretrain_loss": PRETRAIN_LOSSES}
 # The mlp's own names (other families check theirs when they build).
 MLP_CHOICES = {"activation": tuple(mlp_family.ACTIVATIONS), "init": mlp_family.INITS,
-               "norm": mlp_family.NORMS, "shape": mlp_family.SHAPES}
+               "norm": mlp_family.NORMS, "shape": mlp_family.SHAPES, "embedding": mlp_family.EMBEDDINGS,
+               "ensemble": mlp_family.ENSEMBLES}
 
 
 @dataclass
@@ -267,6 +268,8 @@ def space_for(cfg: RunConfig, build_model: BuildModel | None, kind: str = "table
     if training.pretrained and build_model is None:
         # The weights fix the network's shape: its width and depth are not searched.
         user_space = {**pretrained_architecture(training.pretrained, cfg.model.family), **user_space}
+    if training.pretrain.epochs and build_model is None:  # the autoencoder mirrors a plain MLP's blocks
+        user_space = {**mlp_family.PLAIN, **user_space}
     if cfg.search.cocktail:
         # Asked for explicitly, so kept with space_mode replace too; the user's entries still win.
         user_space = {**cocktail_space(fixed_defaults, user_space), **user_space}

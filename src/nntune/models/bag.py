@@ -54,10 +54,10 @@ SPACE = {
 # (fastText's classifiers train in a few epochs at high rates). Coupled weight decay shrinks the
 # embedding rows of rare words every step (Adam scales the decay up to the rate), so almost none.
 STARTING_POINTS = (
-    {"embed_dim": 64, "ngrams": 2, "char_ngrams": True, "buckets": 16384, "hidden": 0, "dropout": 0.2,
+    {"embed_dim": 64, "ngrams": 2, "buckets": 16384, "dropout": 0.2,
      "optimizer": "adam", "lr": 3e-3, "weight_decay": 1e-6, "batch_size": 64, "schedule": "constant",
      "vocab_size": 20000, "seq_len": 128},
-    {"embed_dim": 32, "ngrams": 1, "char_ngrams": True, "buckets": 16384, "hidden": 0, "dropout": 0.3,
+    {"embed_dim": 32, "ngrams": 1, "buckets": 16384, "dropout": 0.3,
      "optimizer": "adam", "lr": 1e-2, "weight_decay": 1e-6, "batch_size": 32, "schedule": "constant",
      "vocab_size": 20000, "seq_len": 128},
 )

@@ -18,6 +18,7 @@ import torch._dynamo  # noqa: F401  (every optimizer imports it on first use, ov
 from torch import nn  # paid here, at import, so no trial's time budget pays for it)
 
 from ..errors import ConfigError, TrialFailed
+from ..models._tabular_blocks import MemberLoss
 from ._heads import Head
 from ._metrics import Metric
 from ._recipe import DEFAULTS, Schedule, make_optimizer
@@ -104,7 +105,7 @@ def fit(
     batch_size = max(1, min(int(recipe["batch_size"]), n))
     steps = [_steps(size, batch_size) for size in _epoch_sizes(row_schedule, horizon, n)]
 
-    loss_fn = head.loss_fn(device)
+    loss_fn = MemberLoss.around(head.loss_fn(device), model)  # TabM: each member's own loss
     groups = param_groups if param_groups is not None else [
         {"params": [p for p in model.parameters() if p.requires_grad], "lr_scale": 1.0}]
     optimizer = make_optimizer(groups, recipe, device)
