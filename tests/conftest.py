@@ -13,8 +13,7 @@ import pytest
 TEST_DATA = Path(__file__).resolve().parent / "data" / "files"
 
 
-@pytest.fixture
-def churn_frame() -> pd.DataFrame:
+def make_churn_frame() -> pd.DataFrame:
     """A 300-row binary table with numeric, categorical and missing values; learnable."""
     rng = np.random.default_rng(0)
     n = 300
@@ -25,6 +24,11 @@ def churn_frame() -> pd.DataFrame:
     churned = np.where(risk + rng.normal(0, 0.5, n) > np.median(risk), "yes", "no")
     tenure[rng.choice(n, 15, replace=False)] = np.nan
     return pd.DataFrame({"tenure": tenure, "charges": charges, "plan": plan, "churned": churned})
+
+
+@pytest.fixture
+def churn_frame() -> pd.DataFrame:
+    return make_churn_frame()
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import nntune
+from tests.conftest import make_churn_frame
 
 CLASSIFICATION_FIGURES = {"history", "importance", "parallel", "slice", "curves", "timeline", "training",
                           "confusion", "roc", "pr"}
@@ -25,11 +26,22 @@ def assert_rendered(page: dict, report, expected: set[str]) -> None:
     assert pixels.std() > 10  # text, tables and plots, not a blank page
 
 
+@pytest.fixture(scope="module")
+def churn_run(tmp_path_factory):
+    """One cross-validated classification run (its report written by tune), read by the report,
+    PNG and dashboard tests; none of them writes into it. Two folds, not cv auto's five: the
+    report shows a cross-validated run either way."""
+    root = tmp_path_factory.mktemp("churn")
+    make_churn_frame().to_csv(root / "churn.csv", index=False)
+    result = nntune.tune(root / "churn.csv", target="churned", trials=8, pruner="median", max_epochs=10,
+                         cv=2, out=root / "run", study="churn")
+    return result
+
+
 @pytest.mark.slow
-def test_classification_report_renders_every_figure_offline(tmp_path, churn_csv, open_report):
-    result = nntune.tune(churn_csv, target="churned", trials=10, pruner="median", max_epochs=15,
-                         out=tmp_path / "run", study="churn")
-    report = tmp_path / "run" / "report.html"
+def test_classification_report_renders_every_figure_offline(churn_run, open_report):
+    result = churn_run
+    report = result.run_dir / "report.html"
     assert report.exists()  # written by tune itself
     text = report.read_text()
     assert f"{result.test_scores['accuracy']:.4f}" in text and "class balance" in text
@@ -40,7 +52,8 @@ def test_classification_report_renders_every_figure_offline(tmp_path, churn_csv,
 
 @pytest.mark.slow
 def test_regression_report_with_baselines(tmp_path, open_report, cli):
-    code, out, err = cli("tune", "--dataset", "diabetes", "--trials", "4", "--max-epochs", "20",
+    # (one validation split: the classification run above is the cross-validated one)
+    code, out, err = cli("tune", "--dataset", "diabetes", "--trials", "4", "--max-epochs", "20", "--cv", "none",
                          "--out", tmp_path / "run", "--no-report", "--quiet")
     assert code == 0 and not (tmp_path / "run" / "report.html").exists()
     code, out, err = cli("report", tmp_path / "run", "--baselines", "-o", tmp_path / "r.html")
@@ -51,7 +64,7 @@ def test_regression_report_with_baselines(tmp_path, open_report, cli):
 
 
 def test_in_memory_runs_need_their_data_for_diagnostics(tmp_path, churn_frame):
-    nntune.tune(churn_frame, target="churned", trials=2, max_epochs=5, out=tmp_path / "run", report=False)
+    nntune.tune(churn_frame, target="churned", trials=2, max_epochs=5, cv="none", out=tmp_path / "run", report=False)
     text = nntune.report(tmp_path / "run").read_text()
     assert "the run&#x27;s data or model is not available here" in text and "data-key='confusion'" not in text
     text = nntune.report(tmp_path / "run", data=churn_frame).read_text()
@@ -64,7 +77,7 @@ def test_report_of_a_missing_run_is_one_line(tmp_path, cli):
 
 
 @pytest.mark.slow
-def test_dashboard_serves_the_runs_study(tmp_path, churn_csv):
+def test_dashboard_serves_the_runs_study(churn_run):
     import json
     import socket
     import subprocess
@@ -72,13 +85,11 @@ def test_dashboard_serves_the_runs_study(tmp_path, churn_csv):
     import time
     import urllib.request
 
-    nntune.tune(churn_csv, target="churned", trials=2, max_epochs=5, out=tmp_path / "run", study="live",
-                report=False)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     code = "import sys; from nntune.cli import main; sys.argv[0] = 'nntune'; main()"
-    server = subprocess.Popen([sys.executable, "-c", code, "dashboard", str(tmp_path / "run"), "--port", str(port)],
+    server = subprocess.Popen([sys.executable, "-c", code, "dashboard", str(churn_run.run_dir), "--port", str(port)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         studies = None
@@ -90,7 +101,7 @@ def test_dashboard_serves_the_runs_study(tmp_path, churn_csv):
             except OSError:
                 time.sleep(0.25)
         assert studies is not None, server.stderr.read() if server.poll() is not None else "no answer"
-        assert [s["study_name"] for s in studies["study_summaries"]] == ["live"]
+        assert [s["study_name"] for s in studies["study_summaries"]] == ["churn"]
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -105,14 +116,13 @@ def test_dashboard_without_its_extra_says_how_to_install(tmp_path, monkeypatch, 
 
 
 @pytest.mark.slow
-def test_figures_also_as_png(tmp_path, churn_csv, chromium, cli):
+def test_figures_also_as_png(tmp_path, churn_run, chromium, cli):
     from PIL import Image
 
-    nntune.tune(churn_csv, target="churned", trials=4, max_epochs=8, out=tmp_path / "run", report=False)
-    code, out, err = cli("report", tmp_path / "run", "--png", tmp_path / "png")
+    code, out, err = cli("report", churn_run.run_dir, "--png", tmp_path / "png", "-o", tmp_path / "r.html")
     assert code == 0, err
     written = {p.stem: p for p in (tmp_path / "png").glob("*.png")}
-    page = (tmp_path / "run" / "report.html").read_text()
+    page = (tmp_path / "r.html").read_text()
     drawn = {key for key in CLASSIFICATION_FIGURES if f"class='figure' data-key='{key}'" in page}
     assert set(written) == drawn and "history" in drawn
     image = Image.open(written["history"])
@@ -123,7 +133,7 @@ def test_figures_also_as_png(tmp_path, churn_csv, chromium, cli):
 @pytest.mark.slow
 def test_multi_objective_run_respects_its_constraint_and_reports_its_front(tmp_path, open_report):
     result = nntune.tune(dataset="breast_cancer", trials=10, max_epochs=10, objectives="accuracy,params,latency",
-                         constraints=["params<=5000"], out=tmp_path / "run", study="mo", strategy="nsga2")
+                         constraints=["params<=5000"], out=tmp_path / "run", study="mo", strategy="nsga2", cv="none")
     assert result.objectives == ["accuracy", "params", "latency"]
     model = nntune.load(result.model_dir)  # the saved model, as shipped
     assert sum(p.numel() for p in model.module.parameters()) <= 5000  # the picked model honours the constraint
