@@ -71,6 +71,7 @@ def test_quantized_model_loads_and_agrees(run_dir, tmp_path, raw_rows):
     assert np.abs(proba - original).max() < 0.05  # int8 weights: close, not equal
 
 
+@pytest.mark.slow  # a fresh Python process (seconds of imports)
 def test_residual_network_pruned_structurally_reloads_and_predicts_the_same(residual_run, tmp_path, raw_rows):
     model, _, _ = compressed_model(residual_run, "prune", sparsity=0.5, structured=True, steps=2,
                                    finetune_epochs=3)

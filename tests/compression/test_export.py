@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 import nntune
 from nntune.compression import compressed_model
@@ -38,6 +39,7 @@ np.savez(sys.argv[5], **outputs)
 """
 
 
+@pytest.mark.slow  # a fresh Python process (seconds of imports)
 def test_exports_and_int8_model_reload_in_a_fresh_process(run_dir, tmp_path, raw_rows):
     quantized, weights, _ = compressed_model(run_data(run_dir), "quantize")
     int8 = quantized.save(tmp_path / "int8", weights=weights)

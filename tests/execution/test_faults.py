@@ -71,6 +71,7 @@ def test_a_worker_killed_mid_trial_is_failed_retried_and_the_study_still_complet
     assert (tmp_path / "run" / "result.json").exists()
 
 
+@pytest.mark.slow  # waits out three heartbeats between two runs
 def test_a_silent_trial_of_another_machine_is_failed_by_heartbeat_and_retried(tmp_path, churn_csv, postgres_url):
     common = {"target": "churned", "storage": postgres_url, "study": "hb", "out": tmp_path / "run",
               "heartbeat": 1, "max_epochs": 5, "threads": 1, "cv": "none"}  # one split: the storage is under test

@@ -41,6 +41,7 @@ def test_small_tables_get_five_folds_and_the_fold_models_are_delivered(folds_run
     assert folds_run.test_scores["accuracy"] >= max(linear - 0.04, majority + 0.2)
 
 
+@pytest.mark.slow  # a fresh Python process (seconds of imports)
 def test_the_ensemble_reloads_in_a_fresh_process_and_predicts_the_same(folds_run, tmp_path):
     from sklearn.datasets import load_breast_cancer
 

@@ -125,6 +125,7 @@ def test_the_family_loads_without_pyg_and_building_says_what_to_install(monkeypa
         importlib.reload(gnn)
 
 
+@pytest.mark.slow  # 200 full-batch epochs on Cora
 def test_default_gcn_reaches_published_accuracy_on_cora(one_thread):
     data = load_graph(TEST_DATA / "graph", name="Cora")
     train, val, test = data.fixed_split
