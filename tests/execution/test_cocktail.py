@@ -53,7 +53,8 @@ def test_a_custom_network_gets_the_training_side_only():
 
 def test_a_cocktail_run_searches_switches_and_its_model_reloads(tmp_path, churn_frame):
     result = nntune.tune(churn_frame, target="churned", trials=8, max_epochs=4, strategy="random", seed=1,
-                         config={"search": {"cocktail": True}}, out=tmp_path / "run", report=False)
+                         config={"search": {"cocktail": True}}, out=tmp_path / "run", report=False,
+                         cv="none")  # one validation split: the cocktail's space is under test
     trials = result.study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert len(trials) == 8
     seen = set()

@@ -73,7 +73,7 @@ def test_no_trial_meeting_the_constraints_is_said_plainly(tmp_path):
 
 def test_a_run_is_read_from_any_directory(tmp_path, monkeypatch, cli):
     monkeypatch.chdir(tmp_path)
-    nntune.tune(dataset="iris", trials=2, max_epochs=3, out="runs/iris", report=False)  # relative storage URL
+    nntune.tune(dataset="iris", trials=2, max_epochs=3, cv="none", out="runs/iris", report=False)  # relative URL
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
