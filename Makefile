@@ -28,12 +28,15 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check src tests benchmarks
 
-# The LCBench benchmark's environment: the project plus the reference searchers it is compared with
-# (DEHB, SMAC3), kept out of .venv so that their pins never touch it.
+# The benchmarks' environment: the project plus what it is compared with, kept out of .venv so that their
+# pins never touch it: the LCBench benchmark's reference searchers (DEHB, SMAC3) and the tabular benchmark's
+# anchors (pytabkit's RealMLP and TabM). Always against constraints.txt, so torch stays at 2.13.0.
 bench-env:
 	$(PYTHON) -m venv .venv-bench
 	.venv-bench/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e .
 	.venv-bench/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -r benchmarks/requirements-lcbench.txt
+	.venv-bench/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -r benchmarks/requirements-tabular.txt
+	.venv-bench/bin/python -c "import torch; assert torch.__version__.split('+')[0] == '2.13.0', torch.__version__"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
