@@ -10,20 +10,28 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
+# uv installs the same pinned wheels as pip, in parallel: about 15 s instead of 3 minutes here.
+# It reads no pip configuration, so the machine's pip find-links (where a local torch wheel lies)
+# are passed on explicitly.
+FIND_LINKS := $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
+UV_FLAGS := --quiet --python $(BIN)/python -c constraints.txt $(foreach d,$(FIND_LINKS),--find-links $(d))
+
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,ray,postgres,dashboard,png,export,graph,mnist1d]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt uv
+	$(BIN)/uv pip install $(UV_FLAGS) -e '.[dev,ray,postgres,dashboard,png,export,graph,mnist1d]'
 	touch $(STAMP)
 
 demo: install
 	$(BIN)/nntune tune --dataset breast_cancer --trials 20 --timeout 2m --out runs/demo --study demo --resume
 	@echo "more: $(BIN)/nntune show runs/demo (top-10 trials), runs/demo/report.html (the report), runs/demo/model (the saved model)"
 
+# Two worker processes (one a core on a 2-core machine: -n auto), each test on one of them.
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n auto -m "not slow"
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

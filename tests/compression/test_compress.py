@@ -83,4 +83,4 @@ def test_residual_network_pruned_structurally_reloads_and_predicts_the_same(resi
     proba = model.predict_proba(raw_rows)
     assert np.abs(fresh_predict_proba(out, raw_rows, tmp_path) - proba).max() < 1e-6
     before = scores_on_test_rows(residual_run.model.module, residual_run)["accuracy"]
-    assert scores_on_test_rows(model.module, residual_run)["accuracy"] >= min(0.9, before - 0.05)
+    assert scores_on_test_rows(model.module, residual_run)["accuracy"] >= before - 0.05

@@ -17,6 +17,7 @@ import nntune
 from nntune.errors import ConfigError, DataError
 from nntune.predictor import load_pretrained
 
+from .._references import assert_run_learned, run_references
 from .conftest import trials_of
 
 TINY = {"max_epochs": 4, "patience": 4, "threads": 1, "report": False}
@@ -25,28 +26,8 @@ TINY = {"max_epochs": 4, "patience": 4, "threads": 1, "report": False}
 MARGIN = 0.1
 
 
-def reference_accuracies(run_dir: Path, data: Any = None) -> dict[str, float]:
-    """Test accuracy of logistic regression and of the training rows' majority class, on the
-    run's own train/test rows encoded as its model encodes them."""
-    from sklearn.dummy import DummyClassifier
-    from sklearn.linear_model import LogisticRegression
-
-    from nntune.api import _run_arrays
-
-    rows = _run_arrays(Path(run_dir), data, None, "test")
-
-    def score(model) -> float:
-        return float(model.fit(rows["X_train"], rows["y_train"]).score(rows["X_test"], rows["y_test"]))
-
-    return {"linear": score(LogisticRegression(max_iter=1000)), "majority": score(DummyClassifier())}
-
-
 def assert_learned(accuracy: float, run_dir: Path, data: Any = None) -> None:
-    """A run's test accuracy is near a linear model's on the same split and clearly above the
-    majority class's: a network that learned little fails, not only one that crashed."""
-    reference = reference_accuracies(run_dir, data)
-    assert accuracy >= reference["linear"] - MARGIN, (accuracy, reference)
-    assert accuracy >= reference["majority"] + 2 * MARGIN, (accuracy, reference)
+    assert_run_learned(accuracy, run_dir, data, MARGIN)
 
 
 def test_a_curriculum_column_orders_the_rows_and_is_no_feature(tmp_path, churn_frame):
@@ -122,7 +103,7 @@ def test_the_compress_step_runs_after_tuning(tmp_path, churn_frame):
     # Scores on the run's test rows: the tuned float model learned the table, and int8 keeps
     # its accuracy within 3 of the 60 rows.
     original = quantized["original"]["score"]
-    assert original >= reference_accuracies(result.run_dir, churn_frame)["majority"] + 2 * MARGIN
+    assert original >= run_references(result.run_dir, churn_frame)["constant"] + 2 * MARGIN
     assert quantized["compressed"]["score"] >= original - 0.05
     stored = json.loads((result.run_dir / "result.json").read_text())["compression"]
     assert [c["model_dir"] for c in stored] == [str(result.run_dir / "model-pruned"),

@@ -22,7 +22,7 @@ from nntune.training._augment import (
     synonym_ids,
 )
 
-from .test_trainer import blobs
+from .test_trainer import blobs, learned
 
 
 def only(kind: str, switch: str, **recipe) -> dict:
@@ -204,4 +204,5 @@ def test_fit_trains_with_a_real_augment():
     augment = make_augment({"augment": True, "aug_noise": 0.1}, "table", seed=0)
     result = fit(model, head, X, y, {"max_epochs": 10, "lr": 0.01}, X_val=Xv, y_val=yv,
                  metric=get_metric("accuracy", "binary"), augment=augment)
-    assert np.isfinite(result.history["train_loss"]).all() and result.best_score >= 0.9
+    assert np.isfinite(result.history["train_loss"]).all()
+    learned(result)

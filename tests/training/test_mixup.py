@@ -13,7 +13,8 @@ from nntune.models import ModelMeta, build_model
 from nntune.training import fit, get_metric, make_head
 from nntune.training._trainer import Mixup
 
-from .test_trainer import blobs
+from .._references import at_least_linear
+from .test_trainer import blobs, learned
 
 
 class Recorder(nn.Module):
@@ -57,12 +58,15 @@ def test_alpha_zero_is_the_loop_without_mixup():
 @pytest.mark.parametrize("loss", ["cross_entropy", "bce"])
 def test_mixup_still_learns_a_separable_problem(loss):
     _, result = run({"mixup_alpha": 0.4, "loss": loss, "label_smoothing": 0.05, "class_weight": "balanced"})
-    assert result.best_score >= 0.9
+    learned(result)
 
 
 def test_mixup_blends_regression_targets_and_still_learns():
     _, result = run({"mixup_alpha": 0.4}, task="regression")
-    assert result.best_score >= 0.8
+    X, _, Xv, _ = blobs()
+    y = X[:200, 0] * 2.0 + X[:200, 1]
+    # Mixing blurs a linear target a little: within 0.2 R^2 of ridge regression (R^2 1.0 here).
+    at_least_linear(result.best_score, X, y, Xv, Xv[:, 0] * 2.0 + Xv[:, 1], margin=0.2, task="regression")
 
 
 def test_only_training_batches_are_mixed():

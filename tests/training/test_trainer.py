@@ -17,12 +17,20 @@ from nntune.training import (
     score_all,
 )
 
+from .._references import at_least_linear
+
 
 def blobs(n=400, seed=0):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, 4)).astype(np.float32)
     y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(np.int64)
     return X[: n // 2], y[: n // 2], X[n // 2:], y[n // 2:]
+
+
+def learned(result, margin: float = 0.05) -> None:
+    """The network's best validation accuracy is within `margin` of logistic regression's on the
+    same rows (about 0.99: blobs are linearly separable) and well above the majority class."""
+    at_least_linear(result.best_score, *blobs(), margin=margin)
 
 
 def train(recipe, task="binary", **kwargs):
@@ -39,13 +47,13 @@ def train(recipe, task="binary", **kwargs):
 def test_every_optimizer_learns(optimizer):
     lr = 0.05 if optimizer in ("sgd", "adagrad") else 0.01
     _, _, result = train({"optimizer": optimizer, "lr": lr})
-    assert result.best_score >= 0.9
+    learned(result)
 
 
 @pytest.mark.parametrize("schedule", SCHEDULES)
 def test_every_schedule_learns(schedule):
     _, _, result = train({"schedule": schedule, "lr": 0.01, "warmup_epochs": 2})
-    assert result.best_score >= 0.9
+    learned(result)
 
 
 @pytest.mark.filterwarnings("ignore:Detected call of")
@@ -109,22 +117,23 @@ def test_regularisers_shrink_weights():
 
 
 def test_gradient_clipping_by_norm_and_value_still_learns():
-    assert train({"clip_norm": 0.5})[2].best_score >= 0.9
-    assert train({"clip_value": 0.01})[2].best_score >= 0.9
+    learned(train({"clip_norm": 0.5, "lr": 0.01})[2])
+    learned(train({"clip_value": 0.01, "lr": 0.01})[2])
 
 
 def test_losses_for_each_task():
     X, y, Xv, yv = blobs()
     for loss in ("cross_entropy", "bce"):
-        _, _, result = train({"loss": loss, "label_smoothing": 0.1, "class_weight": "balanced"})
-        assert result.best_score >= 0.9
+        _, _, result = train({"loss": loss, "label_smoothing": 0.1, "class_weight": "balanced", "lr": 0.01})
+        learned(result)
     target = X[:, 0] * 3 + 1
     for loss in ("mse", "mae", "huber"):
         head = make_head("regression", target, 0, {"loss": loss})
         model = build_model("mlp", {"n_layers": 1}, ModelMeta(4, 1, "regression"))
         fit(model, head, X, target, {"loss": loss, "lr": 0.01}, epochs=40)
         predicted = head.scores(predict_outputs(model, torch.from_numpy(Xv)))
-        assert score_all("regression", Xv[:, 0] * 3 + 1, predicted)["r2"] > 0.95
+        r2 = score_all("regression", Xv[:, 0] * 3 + 1, predicted)["r2"]
+        at_least_linear(r2, X, target, Xv, Xv[:, 0] * 3 + 1, margin=0.05, task="regression")
 
 
 def test_time_deadline_stops_training():
