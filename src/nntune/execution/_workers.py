@@ -166,8 +166,7 @@ def run_local(job: WorkerJob, workers: int, study: optuna.Study,
     check_picklable(job)
     threads = worker_threads(workers, job.threads)
     spawned = workers - 1 if here is not None else workers
-    # spawn, not fork: a forked child inherits the parent's thread pools in an unusable state.
-    context = multiprocessing.get_context("spawn")
+    context = start_context()
     errors = context.Queue()
     processes = [context.Process(target=_local_worker, args=(replace(job, index=i + 1, threads=threads), errors),
                                  name=f"nntune-worker-{i + 1}", daemon=True) for i in range(spawned)]
@@ -210,6 +209,23 @@ def run_local(job: WorkerJob, workers: int, study: optuna.Study,
     crashed = sum(1 for code in codes if code != 0)
     lines = [m.splitlines()[0] if m else "unknown error" for m in messages]
     return lines + [f"a worker process exited with code {code}" for code in codes if code != 0][len(lines):crashed]
+
+
+# How local worker processes start: spawn (the default: a fresh interpreter each), or
+# forkserver, where each is forked from a server process started once per driver process: with
+# nntune preloaded there (multiprocessing.set_forkserver_preload(["nntune.api"]) before the first
+# run), every worker after the server's start skips Python's and torch's imports, seconds each.
+# The test suite uses it to start many short runs' workers. Never fork: a forked child inherits
+# the parent's thread pools and database connections in an unusable state.
+START_METHOD_VARIABLE = "NNTUNE_START_METHOD"
+
+
+def start_context() -> Any:
+    """The multiprocessing context local workers are started in (see START_METHOD_VARIABLE)."""
+    method = os.environ.get(START_METHOD_VARIABLE) or "spawn"
+    if method not in ("spawn", "forkserver"):
+        raise ConfigError(f"{START_METHOD_VARIABLE} must be spawn or forkserver; got '{method}'")
+    return multiprocessing.get_context(method)
 
 
 def _serialised(callback: TrialCallback, lock: threading.Lock) -> TrialCallback:
