@@ -27,10 +27,12 @@ pytestmark = pytest.mark.slow
 SEED = 2
 
 
-def test_breast_cancer_reaches_095_test_accuracy(tmp_path):
-    result = nntune.tune(dataset="breast_cancer", trials=20, strategy="tpe", seed=SEED,
+def test_breast_cancer_defaults_match_a_linear_model(tmp_path):
+    # The defaults as a user gets them (cv auto: five folds here; the fold models delivered),
+    # with fewer trials and epochs than a user would give them, so that the suite stays fast.
+    result = nntune.tune(dataset="breast_cancer", trials=4, max_epochs=30, strategy="tpe", seed=SEED,
                          out=tmp_path / "run")
-    assert result.n_trials == {"complete": 20}
+    assert result.n_trials == {"complete": 4}
     assert_run_learned(result.test_scores["accuracy"], tmp_path / "run", margin=0.03)
     assert result.test_scores["roc_auc"] >= 0.98
     saved = json.loads((tmp_path / "run" / "result.json").read_text())
@@ -38,7 +40,8 @@ def test_breast_cancer_reaches_095_test_accuracy(tmp_path):
 
 
 def test_diabetes_reaches_040_r2_and_matches_a_linear_baseline(tmp_path):
-    result = nntune.tune(dataset="diabetes", trials=20, cv=3, seed=SEED, out=tmp_path / "run")
+    result = nntune.tune(dataset="diabetes", trials=6, max_epochs=40, cv=3, seed=SEED, report=False,
+                         out=tmp_path / "run")
     assert result.test_scores["r2"] >= 0.40
     table = load_tabular(dataset="diabetes")
     encoded = encode_split(table, *split_train_test(table, 0.2, SEED))
@@ -47,29 +50,31 @@ def test_diabetes_reaches_040_r2_and_matches_a_linear_baseline(tmp_path):
 
 
 def test_resume_runs_exactly_the_missing_trials(tmp_path):
-    common = dict(dataset="iris", study="iris", out=tmp_path / "run", max_epochs=15, seed=0, pruner="none")
-    first = nntune.tune(trials=10, **common)
-    assert first.n_trials == {"complete": 10}
+    common = dict(dataset="iris", study="iris", out=tmp_path / "run", report=False, max_epochs=5, seed=0, pruner="none",
+                  cv="none")
+    first = nntune.tune(trials=4, **common)
+    assert first.n_trials == {"complete": 4}
     first_values = [t.value for t in first.study.trials]
     with pytest.raises(nntune.StudyExistsError, match="already exists.*--resume"):
-        nntune.tune(trials=15, **common)
-    second = nntune.tune(trials=15, resume=True, **common)
-    assert second.n_trials == {"complete": 15}
+        nntune.tune(trials=6, **common)
+    second = nntune.tune(trials=6, resume=True, **common)
+    assert second.n_trials == {"complete": 6}
     numbers = [t.number for t in second.study.trials]
-    assert numbers == list(range(15))
-    # Values of the first ten trials were kept, not recomputed.
-    assert [t.value for t in second.study.trials[:10]] == first_values
+    assert numbers == list(range(6))
+    # Values of the first four trials were kept, not recomputed.
+    assert [t.value for t in second.study.trials[:4]] == first_values
 
 
 def test_resume_starts_a_missing_study(tmp_path):
-    result = nntune.tune(dataset="iris", study="fresh", resume=True, trials=2, max_epochs=5,
-                         out=tmp_path / "run")
+    result = nntune.tune(dataset="iris", study="fresh", resume=True, trials=2, max_epochs=5, cv="none",
+                         report=False, out=tmp_path / "run")
     assert result.n_trials == {"complete": 2}
 
 
 def test_saved_model_predicts_identically_in_a_fresh_process(tmp_path, churn_frame):
-    result = nntune.tune(churn_frame, target="churned", trials=3, max_epochs=20,
-                         out=tmp_path / "run")
+    # The default delivery on a small table (cv auto: an ensemble of fold models) must reload exactly.
+    result = nntune.tune(churn_frame, target="churned", trials=2, max_epochs=8,
+                         report=False, out=tmp_path / "run")
     rows = churn_frame.drop(columns="churned")
     rows.to_csv(tmp_path / "new.csv", index=False)
     expected = result.model.predict_proba(rows)
@@ -90,7 +95,7 @@ def test_a_failing_trial_never_kills_the_study(tmp_path):
     space = {"optimizer": "sgd", "lr": {"type": "categorical", "choices": [1e30, 1e-2]},
              "momentum": 0.9}
     result = nntune.tune(dataset="iris", trials=8, strategy="random", space=space, seed=1,
-                         max_epochs=10, out=tmp_path / "run")
+                         max_epochs=5, cv="none", report=False, out=tmp_path / "run")
     failed = [t for t in result.study.trials if t.state == optuna.trial.TrialState.FAIL]
     assert failed and result.n_trials.get("complete", 0) + len(failed) == 8
     assert all("became nan" in t.user_attrs["fail_reason"] or "inf" in t.user_attrs["fail_reason"]
@@ -100,7 +105,7 @@ def test_a_failing_trial_never_kills_the_study(tmp_path):
 
 def test_timeout_bounds_the_whole_run(tmp_path):
     started = time.monotonic()
-    result = nntune.tune(dataset="digits", timeout="12s", cv=3, out=tmp_path / "run")
+    result = nntune.tune(dataset="digits", timeout="12s", cv=3, report=False, out=tmp_path / "run")
     elapsed = time.monotonic() - started
     assert elapsed < 12 * 1.25
     assert result.n_trials.get("complete", 0) >= 1
@@ -108,7 +113,7 @@ def test_timeout_bounds_the_whole_run(tmp_path):
 
 
 def test_trials_record_curves_and_attributes_optuna_tools_read(tmp_path):
-    result = nntune.tune(dataset="wine", trials=3, cv=3, max_epochs=12, out=tmp_path / "run")
+    result = nntune.tune(dataset="wine", trials=3, cv=3, max_epochs=12, report=False, out=tmp_path / "run")
     trial = result.study.best_trial
     attrs = trial.user_attrs
     assert len(attrs["fold_scores"]) == 3
@@ -125,8 +130,8 @@ def test_trials_record_curves_and_attributes_optuna_tools_read(tmp_path):
 
 
 def test_pruner_prunes_with_hyperband(tmp_path):
-    result = nntune.tune(dataset="digits", trials=14, pruner="hyperband", strategy="random",
-                         max_epochs=27, out=tmp_path / "run", seed=0)
+    result = nntune.tune(dataset="digits", trials=10, pruner="hyperband", strategy="random",
+                         max_epochs=9, cv="none", report=False, out=tmp_path / "run", seed=0)
     assert result.n_trials.get("pruned", 0) >= 1
     assert_run_learned(result.test_scores["accuracy"], tmp_path / "run", margin=0.05)
 
@@ -140,8 +145,8 @@ def build_net(hp):
 
 
 def test_build_model_escape_hatch(tmp_path):
-    result = nntune.tune(dataset="breast_cancer", build_model=build_net, trials=6, seed=SEED,
-                         out=tmp_path / "run")
+    result = nntune.tune(dataset="breast_cancer", build_model=build_net, trials=4, seed=SEED, max_epochs=30,
+                         cv="none", report=False, out=tmp_path / "run")
     assert {"width", "act", "lr", "optimizer"} <= set(result.best_params)
     table = load_tabular(dataset="breast_cancer")  # a custom network: the run's split, rebuilt here
     split = encode_split(table, *split_train_test(table, 0.2, SEED))
@@ -155,8 +160,8 @@ def test_build_model_escape_hatch(tmp_path):
 
 def test_arrays_and_dataframes_in(tmp_path):
     data = load_diabetes()
-    result = nntune.tune(data.data, y=data.target, trials=2, max_epochs=10, out=tmp_path / "a")
+    result = nntune.tune(data.data, y=data.target, trials=2, max_epochs=5, cv="none", report=False, out=tmp_path / "a")
     assert result.model.task == "regression" and result.model.predict(data.data[:5]).shape == (5,)
     frame = pd.DataFrame(data.data, columns=data.feature_names).assign(target=data.target)
-    result = nntune.tune(frame, target="target", trials=2, max_epochs=10, out=tmp_path / "b")
+    result = nntune.tune(frame, target="target", trials=2, max_epochs=5, cv="none", report=False, out=tmp_path / "b")
     assert set(result.test_scores) == {"r2", "rmse", "mae"}

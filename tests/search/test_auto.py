@@ -118,7 +118,7 @@ def test_tune_defaults_to_auto_and_a_small_budget_prunes_nothing(tmp_path):
 
     from nntune.data import encode_split, load_tabular, split_train_test
 
-    result = nntune.tune(dataset="iris", trials=5, max_epochs=30, out=tmp_path / "run")
+    result = nntune.tune(dataset="iris", trials=5, max_epochs=20, report=False, out=tmp_path / "run")
     study = result.study
     assert study.user_attrs["config"]["search"]["strategy"] == "auto"
     assert isinstance(study.pruner, AutoPruner) and not study.pruner.active
@@ -133,7 +133,8 @@ def test_tune_defaults_to_auto_and_a_small_budget_prunes_nothing(tmp_path):
 def test_resumed_auto_study_continues_its_phases_and_rungs(tmp_path):
     """The phase comes from the trials stored, and the pruner judges new trials against the
     rung scores of the trials from before the resume."""
-    run = dict(dataset="breast_cancer", max_epochs=10, out=tmp_path / "run", study="bc")
+    # One validation split and three epochs a trial: the phases and rungs are under test, not folds.
+    run = dict(dataset="breast_cancer", max_epochs=3, cv="none", report=False, out=tmp_path / "run", study="bc")
     nntune.tune(trials=12, **run)
     resumed = nntune.tune(trials=14, resume=True, **run)
     study = resumed.study
@@ -249,11 +250,11 @@ def test_a_new_study_tries_the_family_s_recipes_first(tmp_path, family):
     space, fixed = default_space(family, "signal")
     expected = starting_points(space, fixed=fixed, family=family)
     result = nntune.tune(tmp_path / "signals.npz", family=family, trials=len(expected), max_epochs=1, threads=1,
-                         pruner="none", report=False, out=tmp_path / "run")
+                         pruner="none", cv="none", report=False, out=tmp_path / "run")
     assert [t.params for t in result.study.trials] == expected
     if family == "auto":
         assert [p["family"] for p in expected] == family_names("signal")
     # a budget smaller than the recipes queues only what it runs (no trial is left waiting)
     short = nntune.tune(tmp_path / "signals.npz", family=family, trials=1, max_epochs=1, threads=1,
-                        report=False, out=tmp_path / "short")
+                        cv="none", report=False, out=tmp_path / "short")
     assert [t.params for t in short.study.trials] == expected[:1]

@@ -44,8 +44,8 @@ def test_a_study_of_the_other_direction_is_refused():
 
 @pytest.mark.slow
 def test_tune_tries_the_earlier_run_s_best_first(tmp_path):
-    first = nntune.tune(dataset="iris", trials=4, max_epochs=8, out=tmp_path / "first", report=False)
-    second = nntune.tune(dataset="iris", trials=3, max_epochs=8, out=tmp_path / "second",
+    first = nntune.tune(dataset="iris", trials=4, max_epochs=4, cv="none", out=tmp_path / "first", report=False)
+    second = nntune.tune(dataset="iris", trials=2, max_epochs=4, cv="none", out=tmp_path / "second",
                          warm_start=str(tmp_path / "first"), report=False)
     opening = second.study.trials[0]
     assert opening.params == first.best_trial.params

@@ -191,3 +191,20 @@ def test_a_horizon_keeps_the_schedule_of_the_longer_run(monkeypatch):
     squeezed, kept = (s.optimizer.param_groups[0]["lr"] for s in made)
     assert squeezed < 1e-6  # the whole cosine in 5 epochs
     assert kept == pytest.approx(0.1 * (1 + np.cos(np.pi * 5 / 20)) / 2, rel=1e-6)
+
+
+def test_the_numpy_metrics_agree_with_scikit_learn():
+    from sklearn import metrics as skm
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 50)
+    p = rng.dirichlet(np.ones(3), 50)
+    assert get_metric("accuracy", "multiclass")(y, p) == pytest.approx(skm.accuracy_score(y, p.argmax(1)))
+    assert get_metric("log_loss", "multiclass")(y, p) == pytest.approx(skm.log_loss(y, p, labels=[0, 1, 2]))
+    for target in (rng.normal(size=50), rng.normal(size=(50, 3)), np.ones(50)):  # one output, a horizon, constant
+        predicted = target + rng.normal(scale=0.5, size=target.shape)
+        assert get_metric("r2", "regression")(target, predicted) == pytest.approx(skm.r2_score(target, predicted))
+        assert get_metric("rmse", "regression")(target, predicted) == pytest.approx(
+            skm.root_mean_squared_error(target, predicted))
+        assert get_metric("mae", "regression")(target, predicted) == pytest.approx(
+            skm.mean_absolute_error(target, predicted))

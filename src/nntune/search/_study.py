@@ -73,7 +73,9 @@ def get_storage(url: str, heartbeat: float | None = None,
 
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
     kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        kwargs["engine_kwargs"] = {"creator": _sqlite_connector(url.removeprefix("sqlite:///"))}
+    elif url.startswith("sqlite"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": SQLITE_BUSY_SECONDS}}
     if heartbeat is not None:
         interval = max(1, round(heartbeat))
@@ -95,6 +97,22 @@ def get_storage(url: str, heartbeat: float | None = None,
                 raise ConfigError(f"storage '{mask_url(url)}' cannot be opened: {reason}") from None
             time.sleep(0.2 + 0.3 * attempt)
     raise AssertionError("unreachable")
+
+
+def _sqlite_connector(path: str):
+    """Connections to a study file in write-ahead-log mode with `synchronous=NORMAL`: a trial
+    reports every epoch, and a commit that waits for the disk each time took 15% of a small
+    table's tuning time. In WAL mode this setting never corrupts the file; a power cut can lose
+    only the last commits. WAL also lets workers read while another writes."""
+    import sqlite3
+
+    def connect():
+        connection = sqlite3.connect(path, timeout=SQLITE_BUSY_SECONDS, check_same_thread=False)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        return connection
+
+    return connect
 
 
 def _check_study_file(url: str) -> None:
