@@ -28,8 +28,10 @@ def ray_cluster():
 
 @pytest.mark.slow
 def test_trials_run_as_ray_tasks_on_a_cluster(tmp_path, churn_csv, ray_cluster):
+    # One validation split (cv auto would train five folds per trial and five final models):
+    # the Ray backend is under test, not how a trial is scored.
     result = nntune.tune(churn_csv, target="churned", trials=6, backend="ray", cpus_per_trial=1,
-                         out=tmp_path / "run", study="ray", max_epochs=8, report=False)
+                         out=tmp_path / "run", study="ray", max_epochs=8, report=False, cv="none")
     trials = trials_of(result.storage, "ray")
     assert sum(counts_toward_budget(t) for t in trials) == 6
     pids = {t.user_attrs["worker"]["pid"] for t in trials}
@@ -46,7 +48,7 @@ def test_without_an_address_a_local_ray_instance_is_started_and_stopped(tmp_path
 
     # One trial: one Ray worker to start, which is what this test waits for.
     result = nntune.tune(churn_csv, target="churned", trials=1, backend="ray", out=tmp_path / "run",
-                         study="local", max_epochs=5, report=False)
+                         study="local", max_epochs=5, report=False, cv="none")
     assert result.n_trials["complete"] == 1
     assert not ray.is_initialized()
 
