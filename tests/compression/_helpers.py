@@ -3,13 +3,13 @@ script in a fresh Python process (what a saved model must survive)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from nntune.compression import RunData
+
+from ._fresh import run_script
 
 PREDICT = """
 import sys
@@ -30,9 +30,8 @@ def run_data(run_dir: Path) -> RunData:
 
 
 def run_fresh(script: str, *args: object) -> None:
-    """Run `script` with `args` as sys.argv[1:] in a new interpreter; fail with its stderr."""
-    done = subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True,
-                          timeout=120)
+    """Run `script` with `args` as sys.argv[1:] in a new process (see _fresh.py); fail with its stderr."""
+    done = run_script(script, *args, timeout=120)
     assert done.returncode == 0, done.stderr
 
 

@@ -7,10 +7,12 @@ import pytest
 
 import nntune
 
+from ._fresh import warm
 from ._helpers import run_data
 
 
 def _tune(out, trials, **space):
+    warm()  # the fresh process of the reload tests imports its libraries while this trains
     # One network to prune and quantize (an ensemble of fold models takes unstructured pruning,
     # int8 and distillation only; tests/compression/test_ensemble.py covers it).
     nntune.tune(dataset="breast_cancer", trials=trials, max_epochs=10, out=out, report=False,

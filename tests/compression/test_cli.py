@@ -40,7 +40,7 @@ def test_bad_export_format_is_one_line(cli, run_dir, tmp_path):
 def test_distill_refuses_regression(cli, tmp_path):
     run = tmp_path / "reg"
     nntune.tune(dataset="diabetes", trials=1, max_epochs=2, out=run, report=False, threads=1,
-                space={"n_layers": 1, "units": 16})
+                space={"n_layers": 1, "units": 16}, cv="none", final="refit")  # a regression model is all it needs
     code, _, err = cli("compress", run, "--method", "distill", "-o", tmp_path / "s")
     assert code == 2 and "distill needs a classification model" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "s").exists()

@@ -4,8 +4,6 @@ exact recipe; k-fold CV by default on small tables."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,12 +15,15 @@ from nntune.execution import _final
 from nntune.models import Ensemble
 from nntune.training import TrainingDiverged
 
+from ..compression._fresh import run_script, warm
+
 TINY = {"trials": 2, "max_epochs": 8, "pruner": "none", "report": False, "threads": 1}
 
 
 @pytest.fixture(scope="module")
 def folds_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("final") / "run"
+    warm()  # the reload test's fresh process imports its libraries while this trains
     return nntune.tune(dataset="breast_cancer", out=out, **{**TINY, "max_epochs": 30})
 
 
@@ -50,9 +51,9 @@ def test_the_ensemble_reloads_in_a_fresh_process_and_predicts_the_same(folds_run
     here = folds_run.model.predict_proba(rows)
     script = ("import sys, json, nntune, pandas as pd; m = nntune.load(sys.argv[1]); "
               "print(json.dumps(m.predict_proba(pd.read_csv(sys.argv[2])).tolist()))")
-    out = subprocess.run([sys.executable, "-c", script, str(folds_run.model_dir), str(tmp_path / "rows.csv")],
-                         capture_output=True, text=True, check=True).stdout
-    np.testing.assert_allclose(np.asarray(json.loads(out)), here, rtol=0, atol=1e-6)
+    done = run_script(script, folds_run.model_dir, tmp_path / "rows.csv")
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_allclose(np.asarray(json.loads(done.stdout)), here, rtol=0, atol=1e-6)
     # The averaged probabilities are the members' mean.
     import torch
 

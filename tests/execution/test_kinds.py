@@ -5,8 +5,6 @@ at any other); and the errors a user sees for bad samples."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -14,6 +12,7 @@ import pytest
 
 import nntune
 
+from ..compression._fresh import run_script, warm
 from ..conftest import TEST_DATA
 
 ONE_TRIAL = {"trials": 1, "max_epochs": 2, "patience": 2, "threads": 1, "report": False, "pruner": "none"}
@@ -87,6 +86,7 @@ RTOL, ATOL = 1e-5, 1e-6
 
 @pytest.mark.slow
 def test_every_family_saves_and_reloads_in_a_fresh_process(tmp_path, inputs):
+    warm()  # the fresh process imports its libraries while the families train
     expected = {}
     for family, (options, samples) in CASES.items():
         opts = options(inputs)
@@ -110,7 +110,7 @@ def test_every_family_saves_and_reloads_in_a_fresh_process(tmp_path, inputs):
         "        m, X = nntune.load(f'{root}/{f}/model'), np.load(f'{root}/{f}.npy', allow_pickle=True)\n"
         "        out[f'{f} {threads}'] = (m.predict(X) if m.task == 'regression' else m.predict_proba(X)).tolist()\n"
         "print(json.dumps(out))\n")
-    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=300)
+    done = run_script(code, tmp_path)
     assert done.returncode == 0, done.stderr
     reloaded = {key: np.array(values) for key, values in json.loads(done.stdout).items()}
     for family, outputs in expected.items():

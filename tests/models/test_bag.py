@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import optuna
@@ -22,6 +20,7 @@ from nntune.models.bag import hashed_ngrams
 from nntune.search._space import parse_space, suggest
 from nntune.training import fit, get_metric, make_head
 
+from ..compression._fresh import run_script, warm
 from ..conftest import TEST_DATA
 
 WORDS_ONLY = {"char_ngrams": False}
@@ -157,6 +156,7 @@ def reviews(tmp_path_factory):
 
 
 def test_a_tuned_text_model_is_a_bag_and_reloads_identically_in_a_fresh_process(tmp_path, reviews):
+    warm()  # the fresh process imports its libraries while the model trains
     result = nntune.tune(reviews / "reviews.csv", text_column="review", target="label", out=tmp_path / "run",
                          trials=1, max_epochs=3, **FAST)
     assert result.model.info["family"] == "bag" and result.best_params.get("family") is None
@@ -169,8 +169,7 @@ def test_a_tuned_text_model_is_a_bag_and_reloads_identically_in_a_fresh_process(
             "texts = np.load(sys.argv[2], allow_pickle=True)\n"
             "print(json.dumps({'labels': model.predict(texts).tolist(),\n"
             "                  'proba': model.predict_proba(texts).tolist()}))\n")
-    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run" / "model"), str(tmp_path / "texts.npy")],
-                          capture_output=True, text=True, timeout=300)
+    done = run_script(code, tmp_path / "run" / "model", tmp_path / "texts.npy")
     assert done.returncode == 0, done.stderr
     reloaded = json.loads(done.stdout)
     assert reloaded["labels"] == result.model.predict(texts).tolist()

@@ -329,14 +329,14 @@ SAVED_CASES = {
 @pytest.mark.slow
 def test_every_new_option_trains_saves_and_predicts_identically_in_a_fresh_process(tmp_path):
     import json
-    import subprocess
-    import sys
 
     import numpy as np
 
     import nntune
     from nntune.models._tabular_blocks import TabularMLP
+    from tests.compression._fresh import run_script, warm
 
+    warm()  # the fresh process imports its libraries while the models train
     expected = {}
     for name, (task, space) in SAVED_CASES.items():
         frame = _mixed_table(task)
@@ -355,7 +355,7 @@ def test_every_new_option_trains_saves_and_predicts_identically_in_a_fresh_proce
             "    model, X = nntune.load(f'{root}/{name}/model'), pd.read_csv(f'{root}/{name}.csv')\n"
             "    out[name] = (model.predict(X) if task == 'regression' else model.predict_proba(X)).tolist()\n"
             "print(json.dumps(out))\n")
-    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=300)
+    done = run_script(code, tmp_path)
     assert done.returncode == 0, done.stderr
     for name, values in json.loads(done.stdout).items():
         assert np.allclose(np.asarray(values), expected[name], rtol=0, atol=1e-6), name

@@ -29,8 +29,9 @@ def tuned_run(tmp_path_factory):
     X = rng.normal(size=(200, 3))
     label = np.where(X[:, 0] + X[:, 1] + rng.normal(0, 0.5, 200) > 0, "yes", "no")
     pd.DataFrame(X, columns=["a", "b", "c"]).assign(label=label).to_csv(root / "table.csv", index=False)
+    # One validation split and a refit: the ablation runs its own folds (cv=2 below), not the run's.
     nntune.tune(root / "table.csv", target="label", trials=1, out=root / "run", report=False, max_epochs=5,
-                patience=5, threads=1, space=RECIPE)
+                patience=5, threads=1, space=RECIPE, cv="none", final="refit")
     return root / "run"
 
 
@@ -141,7 +142,9 @@ def test_a_programming_error_in_a_fit_surfaces(tuned_run, monkeypatch):
 
 @pytest.mark.slow
 def test_ablate_reports_each_technique_of_a_tuned_run(tmp_path, churn_csv, cli, open_report):
-    nntune.tune(churn_csv, target="churned", trials=2, out=tmp_path / "run", report=False, max_epochs=30,
+    # One trial on one validation split: the ablation (its own 2 seeds x 2 folds) is under test.
+    nntune.tune(churn_csv, target="churned", trials=1, out=tmp_path / "run", report=False, max_epochs=10,
+                threads=1, cv="none", final="refit",
                 space={"dropout": 0.3, "norm": "batch", "schedule": "cosine", "weight_decay": 1e-3,
                        "n_layers": 1, "units": 32})
     code, out, err = cli("ablate", tmp_path / "run", "--seeds", "2", "--cv", "2",
@@ -164,6 +167,7 @@ def test_ablate_reports_each_technique_of_a_tuned_run(tmp_path, churn_csv, cli, 
 
 
 def test_ablate_refuses_an_unknown_technique(tmp_path, churn_csv, cli):
-    nntune.tune(churn_csv, target="churned", trials=1, max_epochs=3, out=tmp_path / "run", report=False)
+    nntune.tune(churn_csv, target="churned", trials=1, max_epochs=3, out=tmp_path / "run", report=False,
+                threads=1, cv="none", final="refit")
     code, out, err = cli("ablate", tmp_path / "run", "--techniques", "droput")
     assert code == 2 and "did you mean 'dropout'" in err

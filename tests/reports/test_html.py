@@ -33,8 +33,10 @@ def churn_run(tmp_path_factory):
     report shows a cross-validated run either way."""
     root = tmp_path_factory.mktemp("churn")
     make_churn_frame().to_csv(root / "churn.csv", index=False)
+    # Random sampling: the report is under test, not the sampler (auto's Gaussian process costs
+    # seconds per trial here). Still 8 trials, some pruned: every figure has trials to show.
     result = nntune.tune(root / "churn.csv", target="churned", trials=8, pruner="median", max_epochs=10,
-                         cv=2, out=root / "run", study="churn")
+                         cv=2, out=root / "run", study="churn", strategy="random", threads=1)
     return result
 
 
@@ -54,7 +56,8 @@ def test_classification_report_renders_every_figure_offline(churn_run, open_repo
 def test_regression_report_with_baselines(tmp_path, open_report, cli):
     # (one validation split: the classification run above is the cross-validated one)
     code, out, err = cli("tune", "--dataset", "diabetes", "--trials", "4", "--max-epochs", "20", "--cv", "none",
-                         "--out", tmp_path / "run", "--no-report", "--quiet")
+                         "--strategy", "random", "--threads", "1", "--out", tmp_path / "run", "--no-report",
+                         "--quiet")
     assert code == 0 and not (tmp_path / "run" / "report.html").exists()
     code, out, err = cli("report", tmp_path / "run", "--baselines", "-o", tmp_path / "r.html")
     assert code == 0 and "report written" in out
@@ -80,27 +83,28 @@ def test_report_of_a_missing_run_is_one_line(tmp_path, cli):
 def test_dashboard_serves_the_runs_study(churn_run):
     import json
     import socket
-    import subprocess
-    import sys
     import time
     import urllib.request
+
+    from tests.compression._fresh import start_script
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     code = "import sys; from nntune.cli import main; sys.argv[0] = 'nntune'; main()"
-    server = subprocess.Popen([sys.executable, "-c", code, "dashboard", str(churn_run.run_dir), "--port", str(port)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # `nntune dashboard` in a new process (its libraries imported ahead: see tests/compression/_fresh.py).
+    server = start_script(code, "dashboard", churn_run.run_dir, "--port", port)
     try:
         studies = None
-        for _ in range(120):
+        deadline = time.monotonic() + 120  # a loaded machine starts it slowly
+        while time.monotonic() < deadline and server.poll() is None:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as response:
                     studies = json.loads(response.read())
                 break
             except OSError:
                 time.sleep(0.25)
-        assert studies is not None, server.stderr.read() if server.poll() is not None else "no answer"
+        assert studies is not None, server.stderr if server.poll() is not None else "no answer"
         assert [s["study_name"] for s in studies["study_summaries"]] == ["churn"]
     finally:
         server.terminate()
@@ -133,7 +137,8 @@ def test_figures_also_as_png(tmp_path, churn_run, chromium, cli):
 @pytest.mark.slow
 def test_multi_objective_run_respects_its_constraint_and_reports_its_front(tmp_path, open_report):
     result = nntune.tune(dataset="breast_cancer", trials=10, max_epochs=10, objectives="accuracy,params,latency",
-                         constraints=["params<=5000"], out=tmp_path / "run", study="mo", strategy="nsga2", cv="none")
+                         constraints=["params<=5000"], out=tmp_path / "run", study="mo", strategy="nsga2", cv="none",
+                         threads=1)
     assert result.objectives == ["accuracy", "params", "latency"]
     model = nntune.load(result.model_dir)  # the saved model, as shipped
     assert sum(p.numel() for p in model.module.parameters()) <= 5000  # the picked model honours the constraint
