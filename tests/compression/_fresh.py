@@ -102,11 +102,12 @@ def warm() -> None:
 
 def _stop(server: subprocess.Popen) -> None:
     if server.poll() is None:
-        server.stdin.close()
+        server.stdin.close()  # it ends at the end of its input; still importing, it is killed
         try:
-            server.wait(timeout=10)
+            server.wait(timeout=2 if server.ready else 0.1)
         except subprocess.TimeoutExpired:
             server.kill()
+            server.wait()
 
 
 def _ask(request: dict):

@@ -20,6 +20,17 @@ def _tune(out, trials, **space):
     return out
 
 
+FRESH_HELPERS = {"run_script", "start_script", "run_fresh", "fresh_predict_proba"}
+
+
+def pytest_collection_finish(session):
+    """When a selected test runs a script in a fresh process (anywhere in the suite), start the
+    helper interpreter now: its imports then overlap the first tests instead of delaying one."""
+    if any(FRESH_HELPERS & set(getattr(getattr(item, "function", None), "__code__", None).co_names)
+           for item in session.items if hasattr(getattr(item, "function", None), "__code__")):
+        warm()
+
+
 @pytest.fixture(scope="package")
 def run_dir(tmp_path_factory):
     return _tune(tmp_path_factory.mktemp("compress") / "run", 2, n_layers=2, units=32, norm="batch", embedding="none")

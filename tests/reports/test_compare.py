@@ -32,7 +32,7 @@ def test_compare_runs_each_strategy_and_seed_and_reports_them(tmp_path, cli, ope
     config = tmp_path / "one_split.yaml"  # the runs' statistics are under test, not how trials are scored
     config.write_text("search:\n  cv: none\n")
     code, out, err = cli("compare", config, "--dataset", dataset, "--strategies", "random,tpe", "--seeds", "2",
-                         "--trials", "3", "--max-epochs", "5", "--out", tmp_path / "cmp")
+                         "--trials", "3", "--max-epochs", "5", "--threads", "1", "--out", tmp_path / "cmp")
     assert code == 0, err
     summary = json.loads((tmp_path / "cmp" / "compare.json").read_text())
     assert [row["strategy"] for row in summary["strategies"]] == ["random", "tpe"]

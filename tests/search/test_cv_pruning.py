@@ -216,7 +216,7 @@ def test_a_pruned_trial_is_never_shown_above_the_leader_it_trailed():
 @pytest.mark.slow
 def test_a_cross_validated_run_prunes_after_its_first_fold(tmp_path):
     result = nntune.tune(dataset="iris", cv=3, pruner="median", trials=8, strategy="random",
-                         max_epochs=6, patience=6, seed=0, out=tmp_path / "run", report=False)
+                         max_epochs=6, patience=6, seed=0, out=tmp_path / "run", report=False, threads=1)
     stride = fold_stride(6)
     assert isinstance(result.study.pruner, CrossValidationPruner)
     pruned = [t for t in result.study.trials if t.state == TrialState.PRUNED]
