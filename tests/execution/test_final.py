@@ -24,7 +24,7 @@ TINY = {"trials": 2, "max_epochs": 8, "pruner": "none", "report": False, "thread
 def folds_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("final") / "run"
     warm()  # the reload test's fresh process imports its libraries while this trains
-    return nntune.tune(dataset="breast_cancer", out=out, **{**TINY, "max_epochs": 30})
+    return nntune.tune(dataset="breast_cancer", out=out, **{**TINY, "max_epochs": 15})
 
 
 def test_small_tables_get_five_folds_and_the_fold_models_are_delivered(folds_run):

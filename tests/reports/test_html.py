@@ -55,7 +55,7 @@ def test_classification_report_renders_every_figure_offline(churn_run, open_repo
 @pytest.mark.slow
 def test_regression_report_with_baselines(tmp_path, open_report, cli):
     # (one validation split: the classification run above is the cross-validated one)
-    code, out, err = cli("tune", "--dataset", "diabetes", "--trials", "4", "--max-epochs", "20", "--cv", "none",
+    code, out, err = cli("tune", "--dataset", "diabetes", "--trials", "4", "--max-epochs", "10", "--cv", "none",
                          "--strategy", "random", "--threads", "1", "--out", tmp_path / "run", "--no-report",
                          "--quiet")
     assert code == 0 and not (tmp_path / "run" / "report.html").exists()
@@ -136,7 +136,7 @@ def test_figures_also_as_png(tmp_path, churn_run, chromium, cli):
 
 @pytest.mark.slow
 def test_multi_objective_run_respects_its_constraint_and_reports_its_front(tmp_path, open_report):
-    result = nntune.tune(dataset="breast_cancer", trials=10, max_epochs=10, objectives="accuracy,params,latency",
+    result = nntune.tune(dataset="breast_cancer", trials=10, max_epochs=5, objectives="accuracy,params,latency",
                          constraints=["params<=5000"], out=tmp_path / "run", study="mo", strategy="nsga2", cv="none",
                          threads=1)
     assert result.objectives == ["accuracy", "params", "latency"]
