@@ -28,7 +28,7 @@ demo: install
 
 # Two worker processes (one a core on a 2-core machine: -n auto), each test on one of them.
 test: install
-	$(BIN)/python -m pytest -q -n auto
+	$(BIN)/python -m pytest -q -n auto --dist worksteal --durations=25
 
 test-fast: install
 	$(BIN)/python -m pytest -q -n auto -m "not slow"

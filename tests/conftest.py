@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ._fresh import warm
+
 # The few small real files the tests read live in the repository (sources and licences in its
 # README), so that a clone runs its tests without ../shared beside it.
 TEST_DATA = Path(__file__).resolve().parent / "data" / "files"
@@ -99,3 +101,14 @@ def postgres_url():
         with admin.cursor() as cursor:
             cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.close()
+
+
+FRESH_HELPERS = {"run_script", "start_script", "run_fresh", "fresh_predict_proba"}
+
+
+def pytest_collection_finish(session):
+    """When a selected test runs a script in a fresh process (anywhere in the suite), start the
+    helper interpreter now: its imports then overlap the first tests instead of delaying one."""
+    if any(FRESH_HELPERS & set(getattr(getattr(item, "function", None), "__code__", None).co_names)
+           for item in session.items if hasattr(getattr(item, "function", None), "__code__")):
+        warm()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -18,6 +16,7 @@ from torch import nn
 import nntune
 from nntune.data import encode_split, load_tabular, split_train_test
 
+from ._fresh import run_script
 from ._references import assert_run_learned, at_least_linear
 
 pytestmark = pytest.mark.slow
@@ -73,18 +72,18 @@ def test_resume_starts_a_missing_study(tmp_path):
 
 def test_saved_model_predicts_identically_in_a_fresh_process(tmp_path, churn_frame):
     # The default delivery on a small table (cv auto: an ensemble of fold models) must reload exactly.
-    result = nntune.tune(churn_frame, target="churned", trials=2, max_epochs=8,
+    result = nntune.tune(churn_frame, target="churned", trials=2, max_epochs=5,
                          report=False, out=tmp_path / "run")
     rows = churn_frame.drop(columns="churned")
     rows.to_csv(tmp_path / "new.csv", index=False)
     expected = result.model.predict_proba(rows)
-    code = (
-        "import sys, numpy as np, pandas as pd, nntune;"
-        "m = nntune.load(sys.argv[1]);"
-        "np.save(sys.argv[3], m.predict_proba(pd.read_csv(sys.argv[2])))"
+    script = (
+        "import sys, numpy as np, pandas as pd, nntune\n"
+        "m = nntune.load(sys.argv[1])\n"
+        "np.save(sys.argv[3], m.predict_proba(pd.read_csv(sys.argv[2])))\n"
     )
-    subprocess.run([sys.executable, "-c", code, str(result.model_dir), str(tmp_path / "new.csv"),
-                    str(tmp_path / "p.npy")], check=True)
+    done = run_script(script, result.model_dir, tmp_path / "new.csv", tmp_path / "p.npy")
+    assert done.returncode == 0, done.stderr
     assert np.array_equal(np.load(tmp_path / "p.npy"), expected)
     labels = nntune.load(result.model_dir).predict(rows)
     assert set(labels) <= {"yes", "no"}

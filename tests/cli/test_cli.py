@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from .._references import assert_run_learned
+from .._references import assert_run_learned, contention
 
 
 def test_help_is_useful(cli):
@@ -20,13 +20,13 @@ def test_help_is_useful(cli):
 @pytest.mark.slow
 def test_tune_json_then_show_and_predict(cli, tmp_path, churn_csv):
     run = tmp_path / "run"
-    code, out, err = cli("tune", "--data", churn_csv, "--target", "churned", "--trials", "3",
-                         "--max-epochs", "15", "--out", run, "--json")
+    code, out, err = cli("tune", "--data", churn_csv, "--target", "churned", "--trials", "2",
+                         "--max-epochs", "8", "--out", run, "--json")
     assert code == 0, err
     result = json.loads(out)
     assert {"study", "best_params", "best_value", "metric", "test_scores", "model_dir",
             "n_trials"} <= set(result)
-    assert result["study"] == "churn" and result["n_trials"] == {"complete": 3}
+    assert result["study"] == "churn" and result["n_trials"] == {"complete": 2}
     assert result["metric"] == "accuracy" and 0 <= result["test_scores"]["accuracy"] <= 1
 
     code, out, _ = cli("show", run)
@@ -156,7 +156,7 @@ def test_predict_names_missing_and_mistyped_columns(cli, tmp_path, churn_csv):
 @pytest.mark.slow
 def test_timeout_bounds_the_whole_command(tmp_path):
     """What a user who types --timeout 20s sees: the answer in about twenty seconds, wall clock
-    (starting Python and importing torch, scikit-learn and optuna, 5-8 s here, included)."""
+    (starting Python and importing torch, scikit-learn and optuna, 4-8 s here, included)."""
     import subprocess
     import sys
     import time
@@ -168,5 +168,7 @@ def test_timeout_bounds_the_whole_command(tmp_path):
                            "--out", str(tmp_path / "run"), "--json"], capture_output=True, text=True)
     elapsed = time.monotonic() - started
     assert done.returncode == 0, done.stderr
-    assert elapsed < 20 * 1.3  # a loaded machine: imports and the final steps run slower than planned
+    # 15% over on an idle machine; where other processes compete for the cores (the suite runs
+    # one worker a core, some starting processes of their own), every step is that much slower.
+    assert elapsed < 20 * 1.15 * contention(), elapsed
     assert_run_learned(json.loads(done.stdout)["test_scores"]["accuracy"], tmp_path / "run", margin=0.08)

@@ -9,7 +9,7 @@ import numpy as np
 
 from nntune.compression import RunData
 
-from ._fresh import run_script
+from .._fresh import run_script
 
 PREDICT = """
 import sys

@@ -7,7 +7,7 @@ import pytest
 
 import nntune
 
-from ._fresh import warm
+from .._fresh import warm
 from ._helpers import run_data
 
 
@@ -18,17 +18,6 @@ def _tune(out, trials, **space):
     nntune.tune(dataset="breast_cancer", trials=trials, max_epochs=10, out=out, report=False,
                 threads=1, seed=0, space=space, final="refit", cv="none")  # one split: the compressing is under test
     return out
-
-
-FRESH_HELPERS = {"run_script", "start_script", "run_fresh", "fresh_predict_proba"}
-
-
-def pytest_collection_finish(session):
-    """When a selected test runs a script in a fresh process (anywhere in the suite), start the
-    helper interpreter now: its imports then overlap the first tests instead of delaying one."""
-    if any(FRESH_HELPERS & set(getattr(getattr(item, "function", None), "__code__", None).co_names)
-           for item in session.items if hasattr(getattr(item, "function", None), "__code__")):
-        warm()
 
 
 @pytest.fixture(scope="package")

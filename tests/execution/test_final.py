@@ -15,7 +15,7 @@ from nntune.execution import _final
 from nntune.models import Ensemble
 from nntune.training import TrainingDiverged
 
-from ..compression._fresh import run_script, warm
+from .._fresh import run_script, warm
 
 TINY = {"trials": 2, "max_epochs": 8, "pruner": "none", "report": False, "threads": 1}
 

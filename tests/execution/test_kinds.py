@@ -12,7 +12,7 @@ import pytest
 
 import nntune
 
-from ..compression._fresh import run_script, warm
+from .._fresh import run_script, warm
 from ..conftest import TEST_DATA
 
 ONE_TRIAL = {"trials": 1, "max_epochs": 2, "patience": 2, "threads": 1, "report": False, "pruner": "none"}

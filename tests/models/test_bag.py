@@ -20,7 +20,7 @@ from nntune.models.bag import hashed_ngrams
 from nntune.search._space import parse_space, suggest
 from nntune.training import fit, get_metric, make_head
 
-from ..compression._fresh import run_script, warm
+from .._fresh import run_script, warm
 from ..conftest import TEST_DATA
 
 WORDS_ONLY = {"char_ngrams": False}

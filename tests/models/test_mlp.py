@@ -334,7 +334,7 @@ def test_every_new_option_trains_saves_and_predicts_identically_in_a_fresh_proce
 
     import nntune
     from nntune.models._tabular_blocks import TabularMLP
-    from tests.compression._fresh import run_script, warm
+    from tests._fresh import run_script, warm
 
     warm()  # the fresh process imports its libraries while the models train
     expected = {}

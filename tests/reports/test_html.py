@@ -86,13 +86,13 @@ def test_dashboard_serves_the_runs_study(churn_run):
     import time
     import urllib.request
 
-    from tests.compression._fresh import start_script
+    from tests._fresh import start_script
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     code = "import sys; from nntune.cli import main; sys.argv[0] = 'nntune'; main()"
-    # `nntune dashboard` in a new process (its libraries imported ahead: see tests/compression/_fresh.py).
+    # `nntune dashboard` in a new process (its libraries imported ahead: see tests/_fresh.py).
     server = start_script(code, "dashboard", churn_run.run_dir, "--port", port)
     try:
         studies = None
