@@ -14,7 +14,8 @@ install: $(STAMP)
 # It reads no pip configuration, so the machine's pip find-links (where a local torch wheel lies)
 # are passed on explicitly.
 FIND_LINKS := $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
-UV_FLAGS := --quiet --python $(BIN)/python -c constraints.txt $(foreach d,$(FIND_LINKS),--find-links $(d))
+# --compile-bytecode as pip does: otherwise every first import in the suite compiles its modules.
+UV_FLAGS := --quiet --compile-bytecode --python $(BIN)/python -c constraints.txt $(foreach d,$(FIND_LINKS),--find-links $(d))
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
