@@ -24,7 +24,7 @@ import optuna
 from .._secrets import mask_url
 from ..config import public_config
 from ..data import check_same_data
-from ..errors import ConfigError, NntuneError
+from ..errors import ConfigError, NntuneError, check_choice
 from ..search import FINISHED, TrialCallback, counts_toward_budget, get_storage
 from ..training import idle_cores, pick_device, set_threads
 from ._budget import Budget
@@ -222,9 +222,8 @@ START_METHOD_VARIABLE = "NNTUNE_START_METHOD"
 
 def start_context() -> Any:
     """The multiprocessing context local workers are started in (see START_METHOD_VARIABLE)."""
-    method = os.environ.get(START_METHOD_VARIABLE) or "spawn"
-    if method not in ("spawn", "forkserver"):
-        raise ConfigError(f"{START_METHOD_VARIABLE} must be spawn or forkserver; got '{method}'")
+    method = check_choice(START_METHOD_VARIABLE, os.environ.get(START_METHOD_VARIABLE) or "spawn",
+                          ("spawn", "forkserver"))
     return multiprocessing.get_context(method)
 
 
