@@ -27,6 +27,16 @@ def test_model_directory_layout(model_dir):
     assert set(json.loads((model_dir / "scores.json").read_text())["test_scores"]) >= {"accuracy"}
 
 
+def test_predicting_leaves_the_callers_frame_as_it_was(model_dir):
+    frame = nntune.data.load_tabular(dataset="iris").features.head(20)  # columns as the model reads them
+    before = frame.copy()
+    model = nntune.load(model_dir)
+    first = model.predict_proba(frame)
+    # All rows in order once read through a view of the frame, and scaled it in place.
+    assert frame.equals(before)
+    np.testing.assert_array_equal(model.predict_proba(frame), first)
+
+
 def test_untrusted_types_in_the_preprocessor_are_refused(model_dir, tmp_path):
     import shutil
 

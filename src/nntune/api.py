@@ -371,7 +371,10 @@ def tune(
             "classes": table.classes, "metric": plan.metric.name, "study": name, "epochs": final.epochs,
             "planned_epochs": final.planned_epochs, "final": final.mode,
             **({"ensemble": {"members": len(final.module.members), "combine": final.module.combine,
-                             "weights": final.module.weights, "configs": final.selection["configs"],
+                             "weights": final.module.weights,
+                             **({"scales": final.module.scales, "shifts": final.module.shifts}
+                                if final.module.rescaled else {}),
+                             "configs": final.selection["configs"],
                              "member_config": final.selection["member_config"], "folds": final.members}}
                if isinstance(final.module, Ensemble) else {}),
             **({"selection": {k: v for k, v in final.selection.items() if k not in ("configs", "member_config")}}

@@ -175,7 +175,7 @@ def load(path: str | Path, build_model: Callable[[HyperParameters], nn.Module] |
         configs = ensemble.get("configs") or [config["params"]]
         which = ensemble.get("member_config") or [0] * int(ensemble["members"])
         module = Ensemble([make_module(source, configs[i], meta)[0] for i in which], ensemble["combine"],
-                          ensemble.get("weights"))
+                          ensemble.get("weights"), ensemble.get("scales"), ensemble.get("shifts"))
     else:
         module, _ = make_module(source, config["params"], meta)
     if config.get("compression", {}).get("method") == "quantize":

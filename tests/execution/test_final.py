@@ -139,3 +139,65 @@ def test_the_summary_shows_the_ensemble_beside_the_best_trial(folds_run):
     assert summary["trials"] and set(summary["trials"]) <= complete
     assert set(summary["validation"]) == {"best_trial", "ensemble"}
     assert summary["test"]["ensemble"] == folds_run.test_scores
+
+
+def test_the_fold_models_delivered_are_the_trials_own_not_trained_again(tmp_path, monkeypatch):
+    calls = []
+    real = _final.fit
+    monkeypatch.setattr(_final, "fit", lambda *a, **k: calls.append(k) or real(*a, **k))
+    result = nntune.tune(dataset="iris", out=tmp_path / "run", **TINY)
+    assert result.model.info["final"] == "folds" and not calls  # every member came from its trial
+    # The out-of-fold score ensemble selection saw is the trial's own cross-validated score.
+    best = result.ensemble["validation"]["best_trial"]
+    assert best == pytest.approx(result.best_value, abs=0.02)
+    table = load_tabular(dataset="iris")
+    majority = np.bincount(table.y).max() / len(table.y)
+    assert result.test_scores["accuracy"] >= majority + 0.3
+
+
+def test_a_regression_ensemble_puts_every_fold_model_on_one_target_scale(tmp_path):
+    from sklearn.linear_model import Ridge
+
+    result = nntune.tune(dataset="diabetes", out=tmp_path / "run", **TINY)
+    module = result.model.module
+    assert isinstance(module, Ensemble) and module.rescaled  # each fold standardised its own targets
+    # Saved and loaded, the ensemble predicts what the run's model predicted.
+    rows = load_tabular(dataset="diabetes").features.head(30)
+    np.testing.assert_allclose(nntune.load(result.model_dir).predict(rows), result.model.predict(rows), atol=1e-6)
+    table = load_tabular(dataset="diabetes")
+    split = encode_split(table, *split_train_test(table, 0.2, 0))
+    linear = Ridge().fit(split.X_train, split.y_train).score(split.X_eval, split.y_eval)
+    assert result.test_scores["r2"] >= linear - 0.15  # two tiny trials, near a linear model
+
+
+def test_a_refit_the_time_limit_cut_short_gives_way_to_the_validated_model(tmp_path, monkeypatch):
+    real = _final.fit
+
+    def cut_short(*args, **kwargs):  # as if the deadline came after the first epoch
+        return real(*args, **{**kwargs, "epochs": 1})
+
+    monkeypatch.setattr(_final, "fit", cut_short)
+    result = nntune.tune(dataset="iris", out=tmp_path / "run", cv="none", final="refit", **TINY)
+    assert result.model.info["final"] == "folds"  # the trial's own early-stopped network
+    assert any("cut the refit" in w for w in result.warnings)
+    assert result.test_scores["accuracy"] >= 0.33 + 0.3  # the majority class, 0.33, is where one epoch ends
+
+
+def test_kept_trials_hold_the_best_few_within_the_memory_bound():
+    from torch import nn
+
+    from nntune.search import KeptTrials
+
+    kept = KeptTrials(2, "maximize", [np.array([0, 1]), np.array([2, 3])], 4, preprocessor=None,
+                      max_parameters=100)
+    def offer(number, value, width=2):
+        kept.offer(number, value, 0.0, {}, [nn.Linear(width, 1)] * 2, [None] * 2,
+                   [np.array([0.1, 0.2]), np.array([0.3, 0.4])], [])
+
+    offer(0, 0.5)
+    offer(1, 0.9)
+    offer(2, 0.7)
+    assert 1 in kept and 2 in kept and 0 not in kept  # the best two
+    np.testing.assert_allclose(kept.get(1).out_of_fold, [0.1, 0.2, 0.3, 0.4])
+    offer(3, 0.99, width=100)  # better, but more parameters than the bound allows
+    assert 3 not in kept and 1 in kept

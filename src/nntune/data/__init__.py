@@ -13,9 +13,13 @@ from ._tabular import (
     EncodedSplit,
     TabularData,
     attach_unlabeled,
+    encode_folds,
     encode_split,
+    encode_with,
     load_tabular,
     make_folds,
+    row_positions,
+    shares_encoding,
     split_train_test,
 )
 from ._task import TASKS, detect_task
@@ -28,6 +32,7 @@ __all__ = [
     "KINDS", "ArrayData", "Encoder", "Standardize", "encode_labels", "encoder_from_json", "register_encoder",
     "BUILTIN_DATASETS", "TASKS", "EncodedSplit", "Schema", "TabularData", "as_table", "attach_unlabeled",
     "check_same_data", "conform", "data_reference", "detect_task", "fetch", "file_sha256", "is_url",
-    "memory_sha256", "encode_split", "infer_schema", "load_tabular", "make_folds",
+    "memory_sha256", "encode_folds", "encode_split", "encode_with", "row_positions", "shares_encoding",
+    "infer_schema", "load_tabular", "make_folds",
     "make_preprocessor", "read_table", "split_train_test", "transform",
 ]

@@ -117,7 +117,10 @@ def transform(preprocessor: ColumnTransformer, frame: pd.DataFrame,
     rows = np.arange(len(frame)) if rows is None else np.asarray(rows)
     out: np.ndarray | None = None
     for start in range(0, max(1, len(rows)), CHUNK_ROWS):
-        part = preprocessor.transform(frame.iloc[rows[start:start + CHUNK_ROWS]])
+        # An explicit copy: pandas may hand back a view for an indexer it sees as a slice (all
+        # rows in order, as predict passes them), and the in-place steps then overwrote the
+        # caller's frame with scaled values.
+        part = preprocessor.transform(frame.iloc[rows[start:start + CHUNK_ROWS]].copy())
         if out is None:
             out = np.empty((len(rows), part.shape[1]), dtype=np.float32)
         out[start:start + len(part)] = part

@@ -257,6 +257,53 @@ def encode_split(data: TabularData | ArrayData, train_rows: np.ndarray,
     return EncodedSplit(X_train, data.y[train_rows], X_eval, y_eval, preprocessor, difficulty, unlabeled)
 
 
+def shares_encoding(data: TabularData | ArrayData) -> bool:
+    """Whether the search's folds read one encoding fitted on all training rows (see encode_folds):
+    every kind but a time series (whose earlier folds must not see later statistics) and data
+    with its own split (one fold, as given)."""
+    return not getattr(data, "chronological", False) and getattr(data, "fixed_split", None) is None
+
+
+def encode_folds(data: TabularData | ArrayData, train_rows: np.ndarray,
+                 folds: list[tuple[np.ndarray, np.ndarray]]) -> tuple[object, list[EncodedSplit]]:
+    """Fit the preprocessing once on all `train_rows` and cut each fold's (train, validation)
+    pair out of that one encoding; returns the preprocessor and the folds.
+
+    Only unsupervised statistics cross the folds this way (medians, scales, category lists, a
+    vocabulary; never a target, never a test row), as in AutoGluon's bagging. What it buys:
+    every fold model reads the same input as the delivered model, so the search's own
+    validated fold models can be delivered as they are, without retraining them."""
+    whole = encode_split(data, train_rows, None)
+    position = row_positions(train_rows)
+    splits = []
+    for tr, va in folds:
+        at_tr, at_va = position(tr), position(va)
+        splits.append(EncodedSplit(
+            whole.X_train[at_tr], whole.y_train[at_tr], whole.X_train[at_va], whole.y_train[at_va],
+            whole.preprocessor, whole.difficulty[at_tr] if whole.difficulty is not None else None,
+            whole.X_unlabeled))
+    return whole.preprocessor, splits
+
+
+def encode_with(data: TabularData | ArrayData, preprocessor: object, rows: np.ndarray) -> EncodedSplit:
+    """`rows` as a training set through an already fitted preprocessor (that of encode_folds)."""
+    unlabeled = getattr(data, "unlabeled", None)
+    return EncodedSplit(transform(preprocessor, data.features, rows), data.y[rows], None, None, preprocessor,
+                        data.difficulty[rows] if data.difficulty is not None else None,
+                        transform(preprocessor, unlabeled) if unlabeled is not None else None)
+
+
+def row_positions(train_rows: np.ndarray):
+    """A function mapping rows of the table to their positions in `train_rows` (the order of
+    an encoded training matrix)."""
+    order = np.argsort(train_rows, kind="stable")
+    ordered = train_rows[order]
+
+    def position(rows: np.ndarray) -> np.ndarray:
+        return order[np.searchsorted(ordered, rows)]
+    return position
+
+
 def _check_class_sizes(data: TabularData, minimum: int, purpose: str) -> None:
     if not data.is_classification:
         return

@@ -4,9 +4,12 @@
 stopped on its own fold's validation rows, and averages their predictions (probabilities for
 classification): the bagging AutoGluon delivers, and every member is a validated model. The
 preprocessing is fitted once on all training rows, so the members share one input and the
-ensemble is one network to save, export and distill. `refit` retrains on all training rows
-with exactly the trial's recipe: the same learning-rate schedule horizon (max_epochs), stopped
-at the epoch early stopping chose. A refit that diverges falls back to the fold models.
+ensemble is one network to save, export and distill. Where the search's folds read that same
+encoding (data.encode_folds), the trials' own fold models were kept (search/_kept.py) and are
+delivered as they are: nothing is trained twice. `refit` retrains on all training rows with
+exactly the trial's recipe: the same learning-rate schedule horizon (max_epochs), stopped at the
+epoch early stopping chose. A refit that diverges, or that the time limit cuts short while the
+trial's validated models are at hand, falls back to those.
 """
 
 from __future__ import annotations
@@ -21,9 +24,9 @@ import optuna
 import torch
 from torch import nn
 
-from ..data import encode_split, make_folds, transform
+from ..data import encode_split, encode_with, make_folds, row_positions, transform
 from ..models import Ensemble
-from ..search import fold_synonyms, make_module, split_meta
+from ..search import KeptTrial, KeptTrials, fold_synonyms, make_module, split_meta
 from ..training import TrainingDiverged, fit, make_head, predict_outputs, prepare_fit, score_all
 from ._plan import ModelSource, Plan, data_kind
 
@@ -77,13 +80,18 @@ ENSEMBLE_SHARE = 0.2
 
 
 def final_seconds(best: optuna.trial.FrozenTrial, n_train: int, n_fold_train: int, mode: str = "refit",
-                  runners_up: list[optuna.trial.FrozenTrial] = (), timeout: float | None = None) -> float:
+                  runners_up: list[optuna.trial.FrozenTrial] = (), timeout: float | None = None,
+                  kept: KeptTrials | None = None) -> float:
     """What delivering the model will take, from the trials' own timings (kept free of the
-    search): the best trial's fold trainings once more, and its runners-up' within a share."""
+    search): the best trial's fold trainings once more, and its runners-up' within a share;
+    nothing for trials whose fold models were kept."""
+    def retrain(trial: optuna.trial.FrozenTrial) -> float:
+        return 0.0 if kept is not None and trial.number in kept else float(trial.user_attrs.get("train_seconds", 1.0))
+
     seconds = float(best.user_attrs.get("train_seconds", 1.0))
     if mode == "folds":
-        more = 1.1 * sum(float(t.user_attrs.get("train_seconds", 0.0)) for t in runners_up)
-        return seconds * 1.1 + 0.5 + (more if timeout is None else min(more, ENSEMBLE_SHARE * timeout))
+        more = 1.1 * sum(retrain(t) for t in runners_up)
+        return retrain(best) * 1.1 + 0.5 + (more if timeout is None else min(more, ENSEMBLE_SHARE * timeout))
     runs = best.user_attrs.get("epochs_run") or [1]
     per_epoch = seconds / max(1, sum(runs))
     return per_epoch * float(best.user_attrs.get("epochs", 1)) * n_train / max(1, n_fold_train) + 0.5
@@ -101,15 +109,24 @@ def deliver(plan: Plan, study: optuna.Study, best: optuna.trial.FrozenTrial, dev
         return train_folds(plan, [{**plan.fixed, **t.params} for t in trials], device, deadline,
                            [t.number for t in trials], [float(t.user_attrs.get("train_seconds", 0.0)) for t in trials])
     try:
-        return train_final(plan.table, plan.train_rows, plan.test_rows, params, final_epochs(best, max_epochs),
-                           plan.model, device, plan.cfg.seed, deadline, plan.pretrained, plan.synonym_words(),
-                           horizon=max_epochs)
+        model = train_final(plan.table, plan.train_rows, plan.test_rows, params, final_epochs(best, max_epochs),
+                            plan.model, device, plan.cfg.seed, deadline, plan.pretrained, plan.synonym_words(),
+                            horizon=max_epochs)
     except TrainingDiverged as exc:
-        model = train_folds(plan, [params], device, deadline)
+        model = train_folds(plan, [params], device, deadline, [best.number])
         model.notes.append(f"the refit on all training rows diverged ({exc}); delivered the validated fold "
                            "models instead")
         log.warning(model.notes[-1])
         return model
+    if model.epochs < model.planned_epochs and plan.kept is not None and best.number in plan.kept:
+        # A refit stopped early by the clock follows no recipe that was validated; the trial's
+        # own early-stopped models, at hand, are.
+        validated = train_folds(plan, [params], device, None, [best.number])
+        validated.notes.append(f"the time limit cut the refit on all training rows short after {model.epochs} of "
+                               f"{model.planned_epochs} epochs; delivered the best trial's validated model instead")
+        log.warning(validated.notes[-1])
+        return validated
+    return model
 
 
 def runners_up(plan: Plan, study: optuna.Study, best: optuna.trial.FrozenTrial) -> list[optuna.trial.FrozenTrial]:
@@ -166,6 +183,9 @@ class FoldModels:
     out_of_fold: np.ndarray
     covered: np.ndarray  # rows some member validated on (all of them with k folds)
     records: list[dict[str, Any]]
+    # Regression: each member's output mapped to the delivered head's target scale (see Ensemble).
+    scales: list[float] = field(default_factory=list)
+    shifts: list[float] = field(default_factory=list)
 
 
 def train_folds(plan: Plan, configs: list[dict[str, Any]], device: torch.device,
@@ -175,17 +195,26 @@ def train_folds(plan: Plan, configs: list[dict[str, Any]], device: torch.device,
     early-stopped on its fold's validation rows; then greedy ensemble selection over their
     out-of-fold predictions decides which configurations the delivered model averages.
     Preprocessing and head are fitted on all training rows, so every member reads the same
-    input. The deadline keeps what is finished by then (at least the best one's first member);
-    a runner-up starts only if its trial's `seconds` fit before it."""
+    input. A configuration whose trial (`numbers`) left its fold models in `plan.kept` is
+    delivered with those, untrained again. The deadline keeps what is finished by then (at
+    least the best one's first member); a runner-up starts only if its trial's `seconds` fit
+    before it."""
     table, cfg = plan.table, plan.cfg
-    final = encode_split(table, plan.train_rows, None)
+    kept = plan.kept
+    final = encode_with(table, kept.preprocessor, plan.train_rows) if kept is not None else \
+        encode_split(table, plan.train_rows, None)
     head = make_head(table.task, final.y_train, len(table.classes), configs[0])
     meta = split_meta(final, head.output_dim, table.task, data_kind(table))
-    folds = [(_positions(plan.train_rows)(tr), _positions(plan.train_rows)(va))
+    position = row_positions(plan.train_rows)
+    folds = [(position(tr), position(va))
              for tr, va in make_folds(table, plan.train_rows, cfg.search.cv, cfg.data.val_size, cfg.seed)]
     synonyms = fold_synonyms(final, plan.synonym_words())
     trained: list[FoldModels] = []
     for i, params in enumerate(configs):
+        stored = kept.get(numbers[i]) if kept is not None and numbers else None
+        if stored is not None:
+            trained.append(_from_kept(stored, head, device))
+            continue
         expected = 1.1 * seconds[i] if seconds else 0.0
         if trained and deadline is not None and time.monotonic() + expected > deadline:
             break
@@ -202,13 +231,15 @@ def train_folds(plan: Plan, configs: list[dict[str, Any]], device: torch.device,
     numbers = numbers or list(range(len(configs)))
     chosen = [(t, c) for t, c in zip(trained, counts, strict=True) if c]
     chosen_numbers = [n for n, c in zip(numbers, counts, strict=False) if c]
-    members, weights, config_of = [], [], []
+    members, weights, config_of, scales, shifts = [], [], [], [], []
     for i, (t, count) in enumerate(chosen):
-        for member in t.members:
+        for j, member in enumerate(t.members):
             members.append(member)
             weights.append(count / sum(counts) / len(t.members))
             config_of.append(i)
-    module = Ensemble(members, combine_for(head), weights) if len(members) > 1 else members[0]
+            scales.append(t.scales[j] if t.scales else 1.0)
+            shifts.append(t.shifts[j] if t.shifts else 0.0)
+    module = _combined(members, head, weights, scales, shifts)
     X_test = torch.from_numpy(transform(final.preprocessor, table.features, plan.test_rows)).to(device)
     y_test = table.y[plan.test_rows]
     test_scores = score_all(table.task, y_test, head.scores(predict_outputs(module, X_test)))
@@ -218,7 +249,7 @@ def train_folds(plan: Plan, configs: list[dict[str, Any]], device: torch.device,
                                 "ensemble": plan.metric(final.y_train[best.covered], _mix(
                                     [t.out_of_fold[best.covered] for t in trained], counts))}}
     if len(chosen) > 1 or chosen[0][0] is not best:
-        alone = Ensemble(best.members, combine_for(head)) if len(best.members) > 1 else best.members[0]
+        alone = _combined(best.members, head, None, best.scales or None, best.shifts or None)
         selection["test_best_trial"] = score_all(table.task, y_test, head.scores(predict_outputs(alone, X_test)))
     final.X_train = None
     for note in notes:
@@ -228,6 +259,25 @@ def train_folds(plan: Plan, configs: list[dict[str, Any]], device: torch.device,
                       planned_epochs=int(best.params["max_epochs"]), epochs=epochs,
                       stop_reason=best.records[-1]["stop_reason"], members=best.records, notes=notes,
                       selection=selection)
+
+
+def _combined(members: list[nn.Module], head: Any, weights: list[float] | None, scales: list[float] | None,
+              shifts: list[float] | None) -> nn.Module:
+    """One network of `members`: an Ensemble, or the member itself when it is alone as it is."""
+    rescaled = head.task == "regression" and scales is not None and (
+        any(s != 1.0 for s in scales) or any(b != 0.0 for b in shifts))
+    if len(members) == 1 and not rescaled:
+        return members[0]
+    return Ensemble(members, combine_for(head), weights, *((scales, shifts) if rescaled else (None, None)))
+
+
+def _from_kept(stored: KeptTrial, head: Any, device: torch.device) -> FoldModels:
+    """A kept trial's fold models as members of the delivered model, each member's output put
+    on `head`'s target scale (a fold's own head standardised by its fold's targets)."""
+    scales = [h.y_std / head.y_std for h in stored.heads] if head.task == "regression" else []
+    shifts = [(h.y_mean - head.y_mean) / head.y_std for h in stored.heads] if head.task == "regression" else []
+    return FoldModels(stored.params, [m.to(device).eval() for m in stored.members], stored.out_of_fold,
+                      stored.covered, stored.records, scales, shifts)
 
 
 def _train_one(plan: Plan, params: dict[str, Any], final: Any, head: Any, meta: Any, folds: list, synonyms: Any,
@@ -314,14 +364,3 @@ def _test_scores(module: nn.Module, head: Any, preprocessor: Any, table: Any, ro
                  device: torch.device) -> dict[str, float]:
     X_test = torch.from_numpy(transform(preprocessor, table.features, rows)).to(device)
     return score_all(table.task, table.y[rows], head.scores(predict_outputs(module, X_test)))
-
-
-def _positions(train_rows: np.ndarray):
-    """Rows of the table -> their positions in the encoded training matrix (train_rows' order)."""
-    order = np.argsort(train_rows, kind="stable")
-    ordered = train_rows[order]
-
-    def position(rows: np.ndarray) -> np.ndarray:
-        return order[np.searchsorted(ordered, rows)]
-    return position
-

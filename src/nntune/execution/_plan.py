@@ -23,6 +23,7 @@ from ..data import (
     attach_unlabeled,
     check_same_data,
     data_reference,
+    encode_folds,
     encode_split,
     fetch,
     is_url,
@@ -30,6 +31,8 @@ from ..data import (
     load_tabular,
     make_folds,
     read_table,
+    row_positions,
+    shares_encoding,
     split_train_test,
 )
 from ..errors import ConfigError, check_choice
@@ -38,6 +41,7 @@ from ..models import mlp as mlp_family
 from ..search import (
     CrossValidationPruner,
     HyperParameters,
+    KeptTrials,
     ModelSource,
     Objective,
     Objectives,
@@ -103,11 +107,24 @@ class Plan:
     data_ref: dict[str, Any] = field(default_factory=dict)
     objectives: Objectives | None = None
     pretrained: dict[str, torch.Tensor] | None = None  # transfer learning: the weights to start from
+    kept: KeptTrials | None = None  # the best trials' fold models, from this process's search
+
+    def fold_rows(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The search's (train, validation) rows: k folds with cv, else one validation split."""
+        cfg = self.cfg
+        return make_folds(self.table, self.train_rows, cfg.search.cv, cfg.data.val_size, cfg.seed)
 
     def folds(self) -> list[EncodedSplit]:
-        cfg = self.cfg
-        return [encode_split(self.table, tr, va)
-                for tr, va in make_folds(self.table, self.train_rows, cfg.search.cv, cfg.data.val_size, cfg.seed)]
+        return self.encode_folds()[1]
+
+    def encode_folds(self, rows: list[tuple[np.ndarray, np.ndarray]] | None = None) -> tuple[Any, list[EncodedSplit]]:
+        """The search's folds encoded, and the preprocessor they share: one fitted on all
+        training rows where the data allows (data.shares_encoding), else None (each fold fits
+        its own on its training rows)."""
+        rows = self.fold_rows() if rows is None else rows
+        if shares_encoding(self.table):
+            return encode_folds(self.table, self.train_rows, rows)
+        return None, [encode_split(self.table, tr, va) for tr, va in rows]
 
     def synonym_words(self) -> dict[str, list[str]] | None:
         """Text augmentation's synonym table (data.synonyms), word -> synonyms."""
@@ -383,12 +400,20 @@ def _is_shape_key(key: str, family: str) -> bool:
 def search(plan: Plan, study: optuna.Study, budget: Budget, device: torch.device,
            callbacks: Sequence[TrialCallback] = ()) -> None:
     """Run this process's share of the study's trials, within the budget."""
-    folds = plan.folds()
+    rows = plan.fold_rows()
+    shared, folds = plan.encode_folds(rows)
+    several = plan.objectives is not None and (plan.objectives.multi or plan.objectives.constraints)
+    if shared is not None and not several:
+        # The best trials' fold models are the delivered model's members (execution/_final.py);
+        # a few more than the ensemble's candidates, as trials of equal configurations share a place.
+        position = row_positions(plan.train_rows)
+        plan.kept = KeptTrials(plan.cfg.training.ensemble + 2, plan.metric.direction,
+                               [position(va) for _, va in rows], len(plan.train_rows), shared)
     objective = Objective(folds, plan.table.task, len(plan.table.classes), plan.metric, plan.space,
                           plan.fixed, plan.model, device, plan.cfg.seed,
                           trial_deadline=budget.trial_deadline, objectives=plan.objectives,
                           pretrained=plan.pretrained, kind=data_kind(plan.table),
-                          synonym_words=plan.synonym_words())
+                          synonym_words=plan.synonym_words(), keep=plan.kept)
     from ._final import final_mode, final_seconds, runners_up  # (it builds on this module's Plan)
 
     n_fold_rows, mode = len(folds[0].y_train), final_mode(plan)
@@ -398,7 +423,7 @@ def search(plan: Plan, study: optuna.Study, budget: Budget, device: torch.device
         if best is not None:
             others = runners_up(plan, study, best) if mode == "folds" else []
             budget.expect_final(final_seconds(best, len(plan.train_rows), n_fold_rows, mode, others,
-                                              budget.timeout))
+                                              budget.timeout, plan.kept))
 
     run_trials(study, objective, plan.n_trials, budget.search_deadline,
                callbacks=[plan_final, *callbacks], retries=plan.cfg.execution.retries)

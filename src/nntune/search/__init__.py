@@ -4,6 +4,7 @@ from ._auto import AutoPruner, AutoSampler, starting_points
 from ._blackbox import Ask, Budget, OptimizeResult, Study, create_study, optimize
 from ._cv_pruning import CrossValidationPruner
 from ._hp import HyperParameters
+from ._kept import KeptTrial, KeptTrials
 from ._objective import ModelSource, Objective, fold_synonyms, make_module, split_meta
 from ._objectives import COSTS, Objectives, make_objectives, pick_trial
 from ._pruners import PRUNERS, make_pruner
@@ -33,7 +34,7 @@ __all__ = [
     "Ask", "AutoPruner", "AutoSampler", "Budget", "OptimizeResult", "Study", "create_study", "optimize",
     "starting_points", "load_source", "warm_start_points",
     "COSTS", "FINISHED", "PRUNERS", "STRATEGIES", "CrossValidationPruner", "HyperParameters", "ModelSource",
-    "Objective",
+    "KeptTrial", "KeptTrials", "Objective",
     "Objectives", "Space", "TrialCallback", "absolute_storage", "best_trial", "count_states",
     "counts_toward_budget", "fold_synonyms", "split_meta", "fail_dead_trials", "finished_trials", "get_storage",
     "grid_space",

@@ -15,9 +15,19 @@ from torch import nn
 from ..data import EncodedSplit
 from ..errors import TrialFailed
 from ..models import ModelMeta, build_model, count_parameters
-from ..training import DEFAULTS, Metric, difficulty_from_loss, fit, make_head, prepare_fit, synonym_ids
+from ..training import (
+    DEFAULTS,
+    Metric,
+    difficulty_from_loss,
+    fit,
+    make_head,
+    predict_outputs,
+    prepare_fit,
+    synonym_ids,
+)
 from ._cv_pruning import FOLDS_ATTR, SCORES_ATTR, STRIDE_ATTR, fold_stride
 from ._hp import HyperParameters, build_custom
+from ._kept import KeptTrials
 from ._objectives import Objectives
 from ._space import Space, suggest
 
@@ -53,6 +63,7 @@ class Objective:
     pretrained: dict[str, torch.Tensor] | None = None  # transfer learning: the weights to start from
     kind: str = "table"  # of the data: table, image, signal, timeseries, text, graph
     synonym_words: dict[str, list[str]] | None = None  # text augmentation: word -> synonyms
+    keep: KeptTrials | None = None  # where complete trials leave their fold models (search/_kept.py)
     # Per-fold values computed once per worker instead of once per trial: loss-based curriculum
     # scores per (fold, loss, class weight) (two small reference networks each), and the
     # synonym table in each fold's token ids.
@@ -64,6 +75,7 @@ class Objective:
         params = suggest(trial, self.space, self.fixed)
         curves: dict[str, list[float]] = {}
         scores, epochs, stops, runs, losses = [], [], [], [], []
+        members, heads, predictions = [], [], []  # for self.keep
         n_params = 0
         # With folds, fold k's epoch e is step k * stride + e: every fold's curve is reported
         # without two folds sharing a step, and fold 0 keeps plain epoch numbers.
@@ -100,6 +112,12 @@ class Objective:
                 losses.append(_settled_loss(result.history["val_loss"], result.best_epoch))
                 if k == 0:
                     curves = result.history
+                if self.keep is not None:
+                    with torch.inference_mode():
+                        X_eval = torch.from_numpy(np.ascontiguousarray(fold.X_eval)).to(self.device)
+                        predictions.append(head.scores(predict_outputs(module, X_eval)))
+                    members.append(module)
+                    heads.append(head)
                 if cv:
                     # Finished folds, for the pruner to weigh this trial against the best one
                     # between folds; after the last fold the trial completes whatever its score.
@@ -129,6 +147,11 @@ class Objective:
             # is the only one, its folds still give the run a model within the budget.
             raise optuna.TrialPruned("ran out of time before every fold was trained")
         if self.objectives is None or not self.objectives.multi and not self.objectives.constraints:
+            if self.keep is not None:
+                records = [{"fold": k, "epochs": e, "epochs_run": r, "score": v, "stop_reason": why}
+                           for k, (e, r, v, why) in enumerate(zip(epochs, runs, scores, stops, strict=True))]
+                self.keep.offer(trial.number, float(np.mean(scores)), float(np.mean(losses)), params, members,
+                                heads, predictions, records)
             return float(np.mean(scores))
         # The same numbers as the trial's attributes, which constraints are checked against later.
         attrs = {"n_params": n_params, "train_seconds": seconds,
