@@ -199,3 +199,14 @@ def test_a_categorical_column_with_one_value_is_kept_as_a_constant_input():
     assert table.schema.categorical == ["c"]
     split = encode_split(table, np.arange(30), np.arange(30, 40))
     assert np.isfinite(split.X_train).all() and split.n_features == 3
+
+
+def test_encoding_rows_in_order_leaves_the_table_as_it_was():
+    from nntune.data import encode_split, load_tabular, transform
+
+    table = load_tabular(dataset="diabetes")
+    before = table.features.copy()
+    split = encode_split(table, np.arange(len(table.y)), None)  # pandas may see these rows as a slice: a view
+    assert table.features.equals(before)  # the in-place imputer and scaler once scaled it here
+    np.testing.assert_array_equal(transform(split.preprocessor, table.features), split.X_train)
+    assert table.features.equals(before)

@@ -246,7 +246,7 @@ def encode_split(data: TabularData | ArrayData, train_rows: np.ndarray,
         # makes several copies of what it sees: a fixed sample of training rows keeps the
         # peak memory of large tables low. Still training rows only: no leakage.
         fit_rows = np.sort(np.random.default_rng(0).choice(train_rows, FIT_ROWS, replace=False))
-    preprocessor.fit(data.features.iloc[fit_rows])  # a private copy, freed after fitting
+    preprocessor.fit(data.features.iloc[fit_rows].copy())  # a private copy (see transform), freed after fitting
     X_train = transform(preprocessor, data.features, train_rows)
     X_eval = y_eval = None
     if eval_rows is not None:
