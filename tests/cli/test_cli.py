@@ -155,12 +155,10 @@ def test_predict_names_missing_and_mistyped_columns(cli, tmp_path, churn_csv):
 
 @pytest.mark.slow
 def test_timeout_bounds_the_whole_command(tmp_path):
-    """What a user who types --timeout 30s sees: the answer in about thirty seconds, wall clock
-    (starting Python and importing torch, scikit-learn and optuna, 4-8 s here, included).
-    On a loaded machine (the suite's own workers) the time can run out during the final retrain:
-    then the run must say so in a warning, and the model it delivers is what that time bought
-    (accuracy 0.10-0.17 seen here where logistic regression has 0.97: a weakness still open).
-    When the final retrain was not cut short, the model must match a linear one."""
+    """What a user who types --timeout 20s sees: the answer in about twenty seconds, wall clock
+    (starting Python and importing torch, scikit-learn and optuna, 4-8 s here, included), and a
+    model that learned: the delivered fold models are the trials' own, validated, whatever the
+    load (a retrain cut short once delivered accuracy 0.10-0.17 here; logistic regression 0.97)."""
     import subprocess
     import sys
     import time
@@ -168,15 +166,14 @@ def test_timeout_bounds_the_whole_command(tmp_path):
 
     command = Path(sys.executable).parent / "nntune"
     started = time.monotonic()
-    done = subprocess.run([str(command), "tune", "--dataset", "digits", "--timeout", "30s", "--cv", "none",
+    done = subprocess.run([str(command), "tune", "--dataset", "digits", "--timeout", "20s",
                            "--out", str(tmp_path / "run"), "--json"], capture_output=True, text=True)
     elapsed = time.monotonic() - started
     assert done.returncode == 0, done.stderr
     # 15% over on an idle machine; where other processes compete for the cores (the suite runs
     # one worker a core, some starting processes of their own), every step is that much slower
     # (the load average lags such bursts, hence the 10 s more).
-    assert elapsed < 30 * 1.15 * contention() + 10, elapsed
+    assert elapsed < 20 * 1.15 * contention() + 10, elapsed
     result = json.loads(done.stdout)
-    cut_short = [w for w in result.get("warnings", []) if "before the time limit" in w or "time limit left" in w]
-    if not cut_short:
-        assert_run_learned(result["test_scores"]["accuracy"], tmp_path / "run", margin=0.08)
+    assert json.loads((tmp_path / "run" / "model" / "model.json").read_text())["final"] == "folds"
+    assert_run_learned(result["test_scores"]["accuracy"], tmp_path / "run", margin=0.08)
