@@ -39,6 +39,7 @@ MISSING_CATEGORY = "__missing__"
 
 
 def run_logreg(split, task, seed):
+    import numpy as np
     from sklearn.linear_model import LogisticRegression, Ridge
 
     if task == "regression":
@@ -46,7 +47,8 @@ def run_logreg(split, task, seed):
     else:
         model = LogisticRegression(max_iter=1000, random_state=seed)
     model.fit(split.X_train, split.y_train)
-    details = {"n_iter": int(max(model.n_iter_))} if hasattr(model, "n_iter_") else {}
+    n_iter = getattr(model, "n_iter_", None)  # Ridge's direct solvers leave it None
+    details = {"n_iter": int(np.max(n_iter))} if n_iter is not None else {}
     return model.predict(split.X_eval), details
 
 

@@ -27,12 +27,16 @@ Methods:
                 time_limit=budget.
   hgb           HistGradientBoosting with default settings: an untuned, non-neural reference.
   logreg        LogisticRegression / Ridge with default settings: the linear reference.
+  nntune_*      nntune with one option changed (NNTUNE_VARIANTS below: final refit, one
+                validation split, ensemble 1 or 8, no report), to measure a default on every
+                table; named in --methods only, ranked beside the others, never an anchor.
 (the anchors that tune nothing: benchmarks/_tabular_anchors.py). realmlp_td, tabm_d and
 autogluon_nn need packages the project does not depend on: their processes run under
 .venv-bench/bin/python (`make bench-env`); where it lacks them the method is recorded as skipped,
 with the reason, and the run goes on (autogluon_nn always, for now: no release of
-autogluon.tabular installs beside constraints.txt, see requirements-tabular.txt). Methods without a time limit of their own (realmlp_td,
-tabm_d, hgb, logreg) run their defaults to the end: every record carries the seconds it took.
+autogluon.tabular installs beside constraints.txt, see requirements-tabular.txt). Methods
+without a time limit of their own (realmlp_td, tabm_d, hgb, logreg) run their defaults to the
+end: every record carries the seconds it took.
 
 Records go to --out, one JSON line per (data set, method, seed) as each finishes; a rerun with
 the same --out skips what is there for the same budget and split (so the run can be spread over
@@ -101,12 +105,24 @@ METHODS = ("nntune", "optuna_torch", "sklearn_mlp", "torch_mlp", "realmlp_td", "
            "autogluon_nn", "hgb", "logreg")
 NEURAL = ("nntune", "optuna_torch", "sklearn_mlp", "torch_mlp", "realmlp_td", "tabm_d",
           "autogluon_nn")
+# nntune with one option changed, for measuring a default on every table (name them in
+# --methods; they are not run by default, and they are nntune, never an anchor).
+NNTUNE_VARIANTS = {
+    "nntune_refit": {"final": "refit"},      # the delivered model retrained on all rows
+    "nntune_onesplit": {"cv": "none"},       # one 20% validation split instead of cv auto
+    "nntune_ens1": {"ensemble": 1},          # the best trial's fold models alone
+    "nntune_ens8": {"ensemble": 8},          # greedy selection over the top 8 trials
+    "nntune_noreport": {"report": False},    # the budget without the report's share
+}
 # Methods that stop at the budget themselves; the others run their defaults to the end.
-BUDGETED = ("nntune", "optuna_torch", "sklearn_mlp", "torch_mlp", "autogluon_nn")
+BUDGETED = ("nntune", "optuna_torch", "sklearn_mlp", "torch_mlp", "autogluon_nn", *NNTUNE_VARIANTS)
+KNOWN_METHODS = (*METHODS, *NNTUNE_VARIANTS)
 TITLES = {"nntune": "nntune", "optuna_torch": "Optuna example (PyTorch)",
           "sklearn_mlp": "sklearn MLP search", "torch_mlp": "PyTorch MLP (untuned)",
           "realmlp_td": "RealMLP-TD", "tabm_d": "TabM-D", "autogluon_nn": "AutoGluon NN",
-          "hgb": "HGB (untuned)", "logreg": "linear (untuned)"}
+          "hgb": "HGB (untuned)", "logreg": "linear (untuned)",
+          **{name: f"nntune {', '.join(f'{k}={v}' for k, v in options.items())}"
+             for name, options in NNTUNE_VARIANTS.items()}}
 # Methods whose package the project does not depend on: the module they need in .venv-bench,
 # and why it may be missing there.
 BENCH_ONLY = {"realmlp_td": "pytabkit", "tabm_d": "pytabkit", "autogluon_nn": "autogluon.tabular"}
@@ -189,14 +205,15 @@ def test_score(task: str, y_true, y_pred) -> float:
 # The tuners. Each returns (test score, details) and runs inside its own worker process.
 # --------------------------------------------------------------------------------------------
 
-def run_nntune(frame, target, table, train_rows, test_rows, seconds, seed):
+def run_nntune(frame, target, table, train_rows, test_rows, seconds, seed, options=None):
     import tempfile
 
     import nntune
 
     with tempfile.TemporaryDirectory(prefix="nntune-bench-") as tmp:
         result = nntune.tune(frame, target=target, timeout=seconds, threads=1, seed=seed,
-                             test_size=TEST_SIZE, out=Path(tmp) / "run", study="bench")
+                             test_size=TEST_SIZE, out=Path(tmp) / "run", study="bench",
+                             **(options or {}))
         test_frame = frame.iloc[test_rows].drop(columns=[target])
         predicted = result.model.predict(test_frame)
     truth = frame[target].to_numpy()[test_rows]
@@ -389,8 +406,9 @@ def worker(method: str, dataset: str, seconds: float, seed: int) -> dict:
     frame, target = load_frame(dataset)
     table, train_rows, test_rows = shared_split(frame, target, seed)
     started = time.monotonic()
-    if method == "nntune":
-        score, details = run_nntune(frame, target, table, train_rows, test_rows, seconds, seed)
+    if method == "nntune" or method in NNTUNE_VARIANTS:
+        score, details = run_nntune(frame, target, table, train_rows, test_rows, seconds, seed,
+                                    NNTUNE_VARIANTS.get(method))
     elif method in ("realmlp_td", "tabm_d", "autogluon_nn"):
         if method == "autogluon_nn":
             predicted, details = anchors.run_autogluon_nn(table, train_rows, test_rows, seconds,
@@ -417,7 +435,7 @@ def worker(method: str, dataset: str, seconds: float, seed: int) -> dict:
                                                        seconds, seed)
             score = test_score(table.task, split.y_eval, predicted)
         else:
-            raise SystemExit(f"unknown method '{method}'; known: {', '.join(METHODS)}")
+            raise SystemExit(f"unknown method '{method}'; known: {', '.join(KNOWN_METHODS)}")
         details["encoded_features"] = int(split.n_features)
     return {
         "dataset": dataset, "method": method, "seed": seed, "status": "ok", "task": table.task,
@@ -751,7 +769,7 @@ def summarize(chosen: dict, datasets: list[str], methods: list[str], seeds: list
                 continue
             secs = sum(r["seconds"] for r in rs) / len(rs)
             cell = f"{secs:.1f}{'*' if secs > seconds else ''}"
-            if m in ("nntune", "optuna_torch"):
+            if m in ("nntune", "optuna_torch", *NNTUNE_VARIANTS):
                 done = [r.get("details", {}).get("trials", {}).get("complete", 0) for r in rs]
                 cell += f", {sum(done) / len(done):.0f} trials"
             elif m == "sklearn_mlp":
@@ -790,7 +808,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", default=",".join(DATASETS),
                         help=f"comma-separated subset of: {','.join(DATASETS)}")
     parser.add_argument("--methods", default=",".join(METHODS),
-                        help=f"comma-separated subset of: {','.join(METHODS)}")
+                        help=f"comma-separated subset of: {','.join(METHODS)}; also nntune "
+                             f"variants (one option changed): {','.join(NNTUNE_VARIANTS)}")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
                         help="JSON-lines file the records are appended to; what it holds for "
                              f"this budget and split is not run again (default {DEFAULT_OUT}); "
@@ -819,7 +838,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     datasets, methods = parse_list(args.datasets), parse_list(args.methods)
-    for name, known, given in (("data set", DATASETS, datasets), ("method", METHODS, methods)):
+    for name, known, given in (("data set", DATASETS, datasets), ("method", KNOWN_METHODS, methods)):
         unknown = [g for g in given if g not in known]
         if unknown:
             parser.error(f"unknown {name}(s) {', '.join(unknown)}; known: {', '.join(known)}")

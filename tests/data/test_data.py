@@ -210,3 +210,10 @@ def test_encoding_rows_in_order_leaves_the_table_as_it_was():
     assert table.features.equals(before)  # the in-place imputer and scaler once scaled it here
     np.testing.assert_array_equal(transform(split.preprocessor, table.features), split.X_train)
     assert table.features.equals(before)
+
+
+def test_a_conformed_frame_conforms_to_itself():
+    frame = pd.read_csv(TEST_DATA / "taxis.csv")
+    schema = infer_schema(frame.drop(columns="payment"))
+    conformed = conform(frame, schema)  # each date column as its numeric parts
+    pd.testing.assert_frame_equal(conform(conformed, schema), conformed)

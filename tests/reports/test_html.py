@@ -156,3 +156,14 @@ def test_multi_objective_run_respects_its_constraint_and_reports_its_front(tmp_p
     assert {"history", "pareto", "timeline", "training", "confusion", "roc"} <= drawn
     assert page["errors"] == [] and page["requests"] == [report.resolve().as_uri()]
     assert f"Pareto front ({len(front)} trials)" in report.read_text()
+
+
+def test_a_table_with_date_columns_gets_its_report(tmp_path):
+    # The report scores the saved model on the run's own (conformed) rows, where each date column
+    # is already its numeric parts: that once failed with "the data lacks column(s) pickup, dropoff".
+    from tests.conftest import TEST_DATA
+
+    result = nntune.tune(TEST_DATA / "taxis.csv", target="payment", trials=1, max_epochs=3, cv="none",
+                         out=tmp_path / "run", threads=1)
+    page = (result.run_dir / "report.html").read_text()
+    assert "confusion" in page  # the diagnostics of the model on the test rows are there

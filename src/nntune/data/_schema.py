@@ -97,7 +97,10 @@ def conform(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
 
     Raises DataError naming missing columns or columns whose values are of the wrong type.
     """
-    missing = [c.name for c in schema.columns if c.name not in frame.columns]
+    def expanded(column: Column) -> bool:  # a date column already split into its parts (conformed)
+        return column.kind == "datetime" and all(f"{column.name}__{part}" in frame.columns for part in DATETIME_PARTS)
+
+    missing = [c.name for c in schema.columns if c.name not in frame.columns and not expanded(c)]
     if missing:
         raise DataError(f"the data lacks column(s) the model needs: {', '.join(missing)}")
     names = [c.name for c in schema.columns]
@@ -108,7 +111,7 @@ def conform(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
         return frame  # already what the preprocessor takes: no copy of a large table
     out: dict[str, pd.Series] = {}
     for column in schema.columns:
-        values = frame[column.name]
+        values = frame[column.name] if column.name in frame.columns else None
         if column.kind == "numeric":
             converted = pd.to_numeric(values.astype("object") if values.dtype == bool else values,
                                       errors="coerce")
@@ -123,6 +126,9 @@ def conform(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
             out[column.name] = values.astype("object").where(values.notna(), np.nan).map(
                 lambda v: v if v is np.nan else str(v)
             )
+        elif column.name not in frame.columns:  # its parts, as conform wrote them
+            for part in DATETIME_PARTS:
+                out[f"{column.name}__{part}"] = pd.to_numeric(frame[f"{column.name}__{part}"]).astype("float64")
         else:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
