@@ -110,8 +110,9 @@ NEURAL = ("nntune", "optuna_torch", "sklearn_mlp", "torch_mlp", "realmlp_td", "t
 NNTUNE_VARIANTS = {
     "nntune_refit": {"final": "refit"},      # the delivered model retrained on all rows
     "nntune_onesplit": {"cv": "none"},       # one 20% validation split instead of cv auto
-    "nntune_ens1": {"ensemble": 1},          # the best trial's fold models alone
-    "nntune_ens8": {"ensemble": 8},          # greedy selection over the top 8 trials
+    # (training.ensemble is a config key, not a flat option: passed as a config dict)
+    "nntune_ens1": {"config": {"training": {"ensemble": 1}}},  # the best trial's fold models alone
+    "nntune_ens8": {"config": {"training": {"ensemble": 8}}},  # greedy selection over the top 8
     "nntune_noreport": {"report": False},    # the budget without the report's share
 }
 # Methods that stop at the budget themselves; the others run their defaults to the end.
@@ -121,8 +122,9 @@ TITLES = {"nntune": "nntune", "optuna_torch": "Optuna example (PyTorch)",
           "sklearn_mlp": "sklearn MLP search", "torch_mlp": "PyTorch MLP (untuned)",
           "realmlp_td": "RealMLP-TD", "tabm_d": "TabM-D", "autogluon_nn": "AutoGluon NN",
           "hgb": "HGB (untuned)", "logreg": "linear (untuned)",
-          **{name: f"nntune {', '.join(f'{k}={v}' for k, v in options.items())}"
-             for name, options in NNTUNE_VARIANTS.items()}}
+          "nntune_refit": "nntune final=refit", "nntune_onesplit": "nntune cv=none",
+          "nntune_ens1": "nntune ensemble=1", "nntune_ens8": "nntune ensemble=8",
+          "nntune_noreport": "nntune without report"}
 # Methods whose package the project does not depend on: the module they need in .venv-bench,
 # and why it may be missing there.
 BENCH_ONLY = {"realmlp_td": "pytabkit", "tabm_d": "pytabkit", "autogluon_nn": "autogluon.tabular"}
