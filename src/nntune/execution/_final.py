@@ -264,18 +264,18 @@ def train_folds(plan: Plan, configs: list[dict[str, Any]], device: torch.device,
 def _combined(members: list[nn.Module], head: Any, weights: list[float] | None, scales: list[float] | None,
               shifts: list[float] | None) -> nn.Module:
     """One network of `members`: an Ensemble, or the member itself when it is alone as it is."""
-    rescaled = head.task == "regression" and scales is not None and (
-        any(s != 1.0 for s in scales) or any(b != 0.0 for b in shifts))
-    if len(members) == 1 and not rescaled:
-        return members[0]
-    return Ensemble(members, combine_for(head), weights, *((scales, shifts) if rescaled else (None, None)))
+    mapped = head.task == "regression" and scales is not None
+    ensemble = Ensemble(members, combine_for(head), weights, *((scales, shifts) if mapped else (None, None)))
+    return members[0] if len(members) == 1 and not ensemble.rescaled else ensemble
 
 
 def _from_kept(stored: KeptTrial, head: Any, device: torch.device) -> FoldModels:
     """A kept trial's fold models as members of the delivered model, each member's output put
     on `head`'s target scale (a fold's own head standardised by its fold's targets)."""
-    scales = [h.y_std / head.y_std for h in stored.heads] if head.task == "regression" else []
-    shifts = [(h.y_mean - head.y_mean) / head.y_std for h in stored.heads] if head.task == "regression" else []
+    scales, shifts = [], []
+    if head.task == "regression":
+        scales = [h.y_std / head.y_std for h in stored.heads]
+        shifts = [(h.y_mean - head.y_mean) / head.y_std for h in stored.heads]
     return FoldModels(stored.params, [m.to(device).eval() for m in stored.members], stored.out_of_fold,
                       stored.covered, stored.records, scales, shifts)
 
