@@ -130,7 +130,7 @@ OPTION_NAMES = frozenset({
     "freeze_layers", "pretrained_lr_scale", "pretrain_epochs", "pretrain_loss", "pretrain_noise",
     "curriculum", "curriculum_column", "pacing", "pacing_start", "pacing_full", "compress", "kind", "labels",
     "text_column", "tokenizer", "vocab_size", "seq_len", "synonyms", "time_column", "lookback", "horizon", "graph",
-    "augment"})
+    "augment", "population"})
 
 
 def make_config(config: str | Path | RunConfig | Mapping[str, Any] | None = None,
@@ -165,7 +165,7 @@ def make_config(config: str | Path | RunConfig | Mapping[str, Any] | None = None
                    "constraints": _listed(options.get("constraints")), "pick": options.get("pick"),
                    "warm_start": options.get("warm_start"), "cocktail": options.get("cocktail"),
                    "depth_trials": options.get("depth_trials"), "depth_max": options.get("depth_max"),
-                   "augment": options.get("augment")},
+                   "augment": options.get("augment"), "population": options.get("population")},
         "execution": {"workers": options.get("workers"), "backend": options.get("backend"),
                       "address": options.get("address"), "cpus_per_trial": options.get("cpus_per_trial"),
                       "gpus_per_trial": options.get("gpus_per_trial"), "heartbeat": options.get("heartbeat"),
@@ -310,7 +310,8 @@ def tune(
     # depth in studies '<name>.depth<d>'; the main study then tunes the rest at that depth.
     if depth is not None:
         plan = depth.run(plan, storage, name, budget, device, callbacks,
-                         first_points=lambda space: starting_points(space, fixed=plan.fixed, family=plan.model))
+                         first_points=lambda space: starting_points(space, fixed=plan.fixed, family=plan.model,
+                                                                       rows=len(plan.train_rows)))
         callbacks = [*callbacks, depth.record]  # stores the depth curve with the main study
     # -- end of depth search
     study, created = open_study(name, storage, list(plan.objectives.directions), plan.sampler(), plan.pruner(),
@@ -321,7 +322,8 @@ def tune(
         for point in warm:
             study.enqueue_trial(point, user_attrs={"warm_start": cfg.search.warm_start}, skip_if_exists=True)
         if cfg.search.strategy != "grid":
-            for point in starting_points(plan.space, fixed=plan.fixed, family=plan.model)[:plan.n_trials]:
+            for point in starting_points(plan.space, fixed=plan.fixed, family=plan.model,
+                                         rows=len(plan.train_rows))[:plan.n_trials]:
                 study.enqueue_trial(point, skip_if_exists=True)
     publish_run(study, plan, budget)
     fail_dead_trials(study, execution.retries)  # trials of an earlier run of this study that was killed

@@ -13,7 +13,7 @@ from nntune.config import RunConfig
 from nntune.execution._plan import space_for
 from nntune.models import Family, _registry, family_names, get_family
 from nntune.search import AutoPruner, AutoSampler, starting_points
-from nntune.search._auto import rungs, stand_in, startup_trials
+from nntune.search._auto import rungs, scaled_batch, stand_in, startup_trials
 from nntune.search._space import parse_space
 
 
@@ -110,6 +110,17 @@ def test_a_fixed_optimizer_keeps_only_its_own_starting_recipe():
     assert starting_points(space, PRACTITIONER_RECIPES, fixed={"optimizer": "adam"}) == [{"lr": 1e-3}]
     assert starting_points(space, PRACTITIONER_RECIPES, fixed={"optimizer": "sgd"}) == [{"lr": 1e-2, "momentum": 0.9}]
     assert len(starting_points(space, PRACTITIONER_RECIPES)) == 2
+
+
+def test_a_recipes_batch_grows_only_where_an_epoch_would_take_thousands_of_steps():
+    assert scaled_batch(64, 150) == 64 and scaled_batch(64, 16_000) == 64  # up to 256 steps: as measured
+    assert scaled_batch(64, 33_405) == 256  # beijing's training rows: 131 steps instead of 522
+    assert scaled_batch(64, 10**7) == 512 and scaled_batch(1024, 10**7) == 1024  # the cap never shrinks a batch
+    space, _ = parse_space({"batch_size": {"type": "categorical", "choices": [32, 64, 128, 256, 512]},
+                            "lr": {"type": "float", "low": 1e-4, "high": 0.1, "log": True}})
+    recipes = [{"optimizer": "adam", "lr": 1e-3, "batch_size": 64}]
+    assert starting_points(space, recipes) == [{"batch_size": 64, "lr": 1e-3}]
+    assert starting_points(space, recipes, rows=100_000) == [{"batch_size": 512, "lr": 1e-3}]
 
 
 @pytest.mark.slow

@@ -273,18 +273,21 @@ def _recipes_of(family: Any) -> tuple[Mapping[str, Any], ...]:
 
 
 def starting_points(space: dict, recipes: Sequence[Mapping[str, Any]] | None = None,
-                    fixed: dict[str, Any] | None = None, family: Any = None) -> list[dict[str, Any]]:
+                    fixed: dict[str, Any] | None = None, family: Any = None,
+                    rows: int | None = None) -> list[dict[str, Any]]:
     """The starting recipes in terms of `space`: parameters it searches (also under common
     aliases), values inside their ranges; a point that names nothing in the space is dropped,
     and so is a recipe for another optimizer than the one the run fixes (its learning rate
     belongs to that optimizer). `recipes`: by default those of the run's `family` (see
-    `family_recipes`)."""
+    `family_recipes`). `rows`: the training rows, to scale each recipe's batch (`scaled_batch`)."""
     if recipes is None:
         recipes = family_recipes(space, family, fixed)
     points = []
     for recipe in recipes:
         if not _fits(recipe, fixed):
             continue
+        if rows is not None and "batch_size" in recipe:
+            recipe = {**recipe, "batch_size": scaled_batch(int(recipe["batch_size"]), rows)}
         point: dict[str, Any] = {}
         for name, spec in space.items():
             value = _value(recipe, name)
@@ -306,6 +309,22 @@ def starting_points(space: dict, recipes: Sequence[Mapping[str, Any]] | None = N
         if point and point not in points:
             points.append(point)
     return points
+
+
+# A recipe's batch is measured on tables of a few thousand rows; on more, an epoch at that
+# batch is thousands of steps, and a minute's budget ends inside the first trial (41,757 rows
+# at batch 64: one trial in 60 s). Above STEPS_PER_EPOCH steps the batch doubles, up to the
+# largest batch the default space offers, as RealMLP and TabM train at 256 on every table.
+STEPS_PER_EPOCH = 256
+MAX_SCALED_BATCH = 512
+
+
+def scaled_batch(batch: int, rows: int) -> int:
+    """`batch`, doubled until an epoch of `rows` takes at most STEPS_PER_EPOCH steps (at most
+    MAX_SCALED_BATCH; never smaller than `batch`)."""
+    while batch < MAX_SCALED_BATCH and rows > STEPS_PER_EPOCH * batch:
+        batch *= 2
+    return batch
 
 
 def _fits(recipe: Mapping[str, Any], fixed: Mapping[str, Any] | None) -> bool:
