@@ -28,8 +28,9 @@ Methods:
   hgb           HistGradientBoosting with default settings: an untuned, non-neural reference.
   logreg        LogisticRegression / Ridge with default settings: the linear reference.
   nntune_*      nntune with one option changed (NNTUNE_VARIANTS below: final refit, one
-                validation split, ensemble 1 or 8, no report), to measure a default on every
-                table; named in --methods only, ranked beside the others, never an anchor.
+                validation split, ensemble 1 or 8, no report, no population training), to
+                measure a default on every table; named in --methods only, ranked beside the
+                others, never an anchor.
 (the anchors that tune nothing: benchmarks/_tabular_anchors.py). realmlp_td, tabm_d and
 autogluon_nn need packages the project does not depend on: their processes run under
 .venv-bench/bin/python (`make bench-env`); where it lacks them the method is recorded as skipped,
@@ -114,6 +115,7 @@ NNTUNE_VARIANTS = {
     "nntune_ens1": {"config": {"training": {"ensemble": 1}}},  # the best trial's fold models alone
     "nntune_ens8": {"config": {"training": {"ensemble": 8}}},  # greedy selection over the top 8
     "nntune_noreport": {"report": False},    # the budget without the report's share
+    "nntune_popoff": {"population": "off"},  # every trial trained alone (no population training)
 }
 # Methods that stop at the budget themselves; the others run their defaults to the end.
 BUDGETED = ("nntune", "optuna_torch", "sklearn_mlp", "torch_mlp", "autogluon_nn", *NNTUNE_VARIANTS)
@@ -124,7 +126,7 @@ TITLES = {"nntune": "nntune", "optuna_torch": "Optuna example (PyTorch)",
           "hgb": "HGB (untuned)", "logreg": "linear (untuned)",
           "nntune_refit": "nntune final=refit", "nntune_onesplit": "nntune cv=none",
           "nntune_ens1": "nntune ensemble=1", "nntune_ens8": "nntune ensemble=8",
-          "nntune_noreport": "nntune without report"}
+          "nntune_noreport": "nntune without report", "nntune_popoff": "nntune population=off"}
 # Methods whose package the project does not depend on: the module they need in .venv-bench,
 # and why it may be missing there.
 BENCH_ONLY = {"realmlp_td": "pytabkit", "tabm_d": "pytabkit", "autogluon_nn": "autogluon.tabular"}

@@ -125,6 +125,9 @@ class SearchConfig(_Section):
     augment: bool = Field(False, description="search the data kind's augmentations: flips, rotations, crops, "
                           "jitter and cutout for images; jitter, scaling, shifts and warps for signals and time "
                           "series; token deletion, swaps, insertions and synonyms for text; noise for tables")
+    population: Annotated[int, Field(ge=1)] | Literal["auto", "off"] = Field(
+        "auto", description="population training: trials of one shape trained at once as one batched model "
+        "(plain MLPs on tables); auto (small networks on CPU, where it pays), off, or a number of trials K")
     depth_trials: int = Field(6, ge=1, description="strategy depth: trials per depth tried, each scored by "
                               "k-fold CV; counted apart from `trials`, which all go to the chosen depth")
     depth_max: int | None = Field(None, ge=0, description="strategy depth: the deepest n_layers tried "
@@ -150,6 +153,19 @@ class SearchConfig(_Section):
                 return int(text)
             if text != "auto":
                 raise ValueError(f"cv must be a number of folds (2 or more), auto or none; got '{value}'")
+            return text
+        return value
+
+    @field_validator("population", mode="before")
+    @classmethod
+    def _population(cls, value: Any) -> Any:
+        # As written on the command line or in YAML: auto, off, 16, "16".
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if text.isdigit():
+                return int(text)
+            if text not in ("auto", "off"):
+                raise ValueError(f"population must be auto, off or a number of trials (1 or more); got '{value}'")
             return text
         return value
 

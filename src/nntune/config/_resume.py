@@ -15,9 +15,9 @@ from ._models import RunConfig
 
 # Dotted keys (or their prefixes) that bound or place the work; everything else defines the run.
 # data.path may change because the data itself is compared by checksum.
-MAY_CHANGE = ("search.trials", "search.timeout", "search.warm_start", "execution", "training.threads",
-              "training.device", "training.final", "training.ensemble", "storage", "study", "out", "resume",
-              "compress", "data.path")
+MAY_CHANGE = ("search.trials", "search.timeout", "search.warm_start", "search.population", "execution",
+              "training.threads", "training.device", "training.final", "training.ensemble", "storage", "study",
+              "out", "resume", "compress", "data.path")
 
 
 def public_config(cfg: RunConfig) -> dict[str, Any]:

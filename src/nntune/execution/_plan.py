@@ -397,6 +397,12 @@ def _is_shape_key(key: str, family: str) -> bool:
     return key in keys or any(k.endswith("_*") and key.startswith(k[:-1]) for k in keys)
 
 
+# Trials per population under `population: auto` (benchmarks/population.py: on the 2 x 64 MLP at
+# batch 32 the gain flattens out between 16 and 32 members, and a batch is a step of the search
+# that the sampler takes without seeing its results).
+POPULATION_AUTO = 16
+
+
 def search(plan: Plan, study: optuna.Study, budget: Budget, device: torch.device,
            callbacks: Sequence[TrialCallback] = ()) -> None:
     """Run this process's share of the study's trials, within the budget."""
@@ -425,6 +431,19 @@ def search(plan: Plan, study: optuna.Study, budget: Budget, device: torch.device
             budget.expect_final(final_seconds(best, len(plan.train_rows), n_fold_rows, mode, others,
                                               budget.timeout, plan.kept))
 
+    size, auto = population_size(plan, device)
     run_trials(study, objective, plan.n_trials, budget.search_deadline,
-               callbacks=[plan_final, *callbacks], retries=plan.cfg.execution.retries)
+               callbacks=[plan_final, *callbacks], retries=plan.cfg.execution.retries,
+               population=size, population_auto=auto)
+
+
+def population_size(plan: Plan, device: torch.device) -> tuple[int, bool]:
+    """How many trials train at once (1: each alone), and whether only small networks do.
+    `auto`: on CPU, with a sampler that proposes each trial (not a grid), POPULATION_AUTO."""
+    setting = plan.cfg.search.population
+    if setting == "off" or plan.cfg.search.strategy == "grid":
+        return 1, False
+    if setting == "auto":
+        return (POPULATION_AUTO, True) if device.type == "cpu" else (1, False)
+    return int(setting), False
 

@@ -70,78 +70,65 @@ class Objective:
     _difficulty: dict[tuple, Any] = field(default_factory=dict)
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
-        started = time.monotonic()
-        deadline = self.trial_deadline(started, not _has_complete(trial))
-        params = suggest(trial, self.space, self.fixed)
-        curves: dict[str, list[float]] = {}
-        scores, epochs, stops, runs, losses = [], [], [], [], []
-        members, heads, predictions = [], [], []  # for self.keep
-        n_params = 0
-        # With folds, fold k's epoch e is step k * stride + e: every fold's curve is reported
-        # without two folds sharing a step, and fold 0 keeps plain epoch numbers.
-        cv = len(self.folds) > 1
-        stride = fold_stride(_most_epochs(self.space, self.fixed))
-        if cv:
-            trial.set_user_attr(STRIDE_ATTR, stride)
-            trial.set_user_attr(FOLDS_ATTR, len(self.folds))
+        run = self.start(trial)
         try:
             for k, fold in enumerate(self.folds):
-                if k and deadline is not None and time.monotonic() > deadline:
+                if k and run.out_of_time():
                     break
-                torch.manual_seed(self.seed + trial.number)
-                head = make_head(self.task, fold.y_train, self.n_classes, params)
-                meta = split_meta(fold, head.output_dim, self.task, self.kind)
-                module, params = make_module(self.model, params, meta, trial if k == 0 else None)
-                n_params = count_parameters(module)
+                module, head = self.build(run, k, fold)
                 extras = prepare_fit(
-                    module, params, fold.X_train, fold.y_train, task=self.task, n_classes=self.n_classes,
-                    epochs=int(params["max_epochs"]), device=self.device, seed=self.seed + trial.number,
+                    module, run.params, fold.X_train, fold.y_train, task=self.task, n_classes=self.n_classes,
+                    epochs=int(run.params["max_epochs"]), device=self.device, seed=self.seed + trial.number,
                     pretrained=self.pretrained, X_unlabeled=fold.X_unlabeled,
-                    difficulty=self.difficulty(k, fold, params), kind=self.kind,
+                    difficulty=self.difficulty(k, fold, run.params), kind=self.kind,
                     synonyms=self.synonyms(fold))
                 result = fit(
-                    module, head, fold.X_train, fold.y_train, params,
-                    X_val=fold.X_eval, y_val=fold.y_eval, metric=self.metric,
-                    on_epoch_end=_reporter(trial, curves if k == 0 else {}, self.multi, k, stride),
-                    deadline=deadline, device=self.device, seed=self.seed + trial.number, **extras,
+                    module, head, fold.X_train, fold.y_train, run.params,
+                    X_val=fold.X_eval, y_val=fold.y_eval, metric=self.metric, on_epoch_end=run.reporter(k),
+                    deadline=run.deadline, device=self.device, seed=self.seed + trial.number, **extras,
                 )
-                scores.append(result.best_score)
-                epochs.append(result.best_epoch)
-                stops.append(result.stop_reason)
-                runs.append(result.epochs_run)
-                losses.append(_settled_loss(result.history["val_loss"], result.best_epoch))
-                if k == 0:
-                    curves = result.history
-                if self.keep is not None:
-                    with torch.inference_mode():
-                        X_eval = torch.from_numpy(np.ascontiguousarray(fold.X_eval)).to(self.device)
-                        predictions.append(head.scores(predict_outputs(module, X_eval)))
-                    members.append(module)
-                    heads.append(head)
-                if cv:
-                    # Finished folds, for the pruner to weigh this trial against the best one
-                    # between folds; after the last fold the trial completes whatever its score.
-                    trial.set_user_attr(SCORES_ATTR, list(scores))
-                    if k + 1 < len(self.folds) and _prunes(trial, self.multi) and trial.should_prune():
-                        raise optuna.TrialPruned(f"pruned after fold {k + 1} of {len(self.folds)}")
+                run.add_fold(k, fold, module, head, result)
         except optuna.TrialPruned:
-            _record(trial, curves, started, n_params)
+            run.record()
             raise
         except Exception as exc:  # any failure ends this trial only; the study goes on
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            if not isinstance(exc, TrialFailed):
-                reason = f"{type(exc).__name__}: {reason}"
-            trial.set_user_attr("fail_reason", reason)
-            _record(trial, curves, started, n_params)
-            raise TrialFailed(reason) from exc
-        seconds = _record(trial, curves, started, n_params)
+            raise run.failed(exc) from exc
+        return self.finish(run)
+
+    def start(self, trial: optuna.Trial) -> TrialRun:
+        """A trial's values, deadline and (with folds) its step layout, before its first fold."""
+        started = time.monotonic()
+        run = TrialRun(trial, started, self.trial_deadline(started, not _has_complete(trial)),
+                       suggest(trial, self.space, self.fixed), len(self.folds),
+                       fold_stride(_most_epochs(self.space, self.fixed)), self.multi, self.keep is not None,
+                       self.device)
+        if run.cv:
+            trial.set_user_attr(STRIDE_ATTR, run.stride)
+            trial.set_user_attr(FOLDS_ATTR, len(self.folds))
+        return run
+
+    def build(self, run: TrialRun, k: int, fold: EncodedSplit) -> tuple[nn.Module, Any]:
+        """Fold k's head and network for the trial, from the trial's seed (the same weights
+        whether it trains alone or in a population)."""
+        torch.manual_seed(self.seed + run.trial.number)
+        head = make_head(self.task, fold.y_train, self.n_classes, run.params)
+        meta = split_meta(fold, head.output_dim, self.task, self.kind)
+        module, run.params = make_module(self.model, run.params, meta, run.trial if k == 0 else None)
+        run.n_params = count_parameters(module)
+        return module, head
+
+    def finish(self, run: TrialRun) -> float | tuple[float, ...]:
+        """Record a trial whose folds are done; its value (raises TrialPruned when the time
+        budget cut it short and other trials are complete)."""
+        trial, scores = run.trial, run.scores
+        seconds = run.record()
         trial.set_user_attr("fold_scores", scores)
         trial.set_user_attr("score_std", float(np.std(scores)) if len(scores) > 1 else None)
-        trial.set_user_attr("val_loss", float(np.mean(losses)))
-        trial.set_user_attr("best_epochs", epochs)
-        trial.set_user_attr("epochs", float(np.mean(epochs)))
-        trial.set_user_attr("stop_reasons", stops)
-        trial.set_user_attr("epochs_run", runs)
+        trial.set_user_attr("val_loss", float(np.mean(run.losses)))
+        trial.set_user_attr("best_epochs", run.epochs)
+        trial.set_user_attr("epochs", float(np.mean(run.epochs)))
+        trial.set_user_attr("stop_reasons", run.stops)
+        trial.set_user_attr("epochs_run", run.runs)
         if len(scores) < len(self.folds) and _has_complete(trial):
             # Cut short by the time budget: not comparable with fully evaluated trials. When it
             # is the only one, its folds still give the run a model within the budget.
@@ -149,13 +136,15 @@ class Objective:
         if self.objectives is None or not self.objectives.multi and not self.objectives.constraints:
             if self.keep is not None:
                 records = [{"fold": k, "epochs": e, "epochs_run": r, "score": v, "stop_reason": why}
-                           for k, (e, r, v, why) in enumerate(zip(epochs, runs, scores, stops, strict=True))]
-                self.keep.offer(trial.number, float(np.mean(scores)), float(np.mean(losses)), params, members,
-                                heads, predictions, records)
+                           for k, (e, r, v, why) in enumerate(zip(run.epochs, run.runs, scores, run.stops,
+                                                                   strict=True))]
+                self.keep.offer(trial.number, float(np.mean(scores)), float(np.mean(run.losses)), run.params,
+                                run.members, run.heads, run.predictions, records)
             return float(np.mean(scores))
         # The same numbers as the trial's attributes, which constraints are checked against later.
-        attrs = {"n_params": n_params, "train_seconds": seconds,
-                 "latency_ms": latency_ms(module, self.folds[-1].X_eval, self.device)}
+        attrs = {"n_params": run.n_params, "train_seconds": seconds,
+                 "latency_ms": latency_ms(run.members[-1] if run.members else run.last_module,
+                                          self.folds[-1].X_eval, self.device)}
         trial.set_user_attr("latency_ms", attrs["latency_ms"])
         self.objectives.record_constraints(trial, float(np.mean(scores)), attrs)
         return self.objectives.values(float(np.mean(scores)), attrs)
@@ -182,6 +171,80 @@ class Objective:
     @property
     def multi(self) -> bool:
         return self.objectives is not None and self.objectives.multi
+
+
+@dataclass
+class TrialRun:
+    """One trial under way: its values and what its folds gave so far."""
+
+    trial: optuna.Trial
+    started: float
+    deadline: float | None
+    params: dict[str, Any]
+    n_folds: int
+    stride: int
+    multi: bool
+    keeps: bool  # whether fold models and their predictions are kept (search/_kept.py)
+    device: torch.device
+    curves: dict[str, list[float]] = field(default_factory=dict)
+    scores: list[float] = field(default_factory=list)
+    epochs: list[int] = field(default_factory=list)
+    stops: list[str] = field(default_factory=list)
+    runs: list[int] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    members: list[nn.Module] = field(default_factory=list)
+    heads: list[Any] = field(default_factory=list)
+    predictions: list[np.ndarray] = field(default_factory=list)
+    n_params: int = 0
+    last_module: nn.Module | None = None
+
+    @property
+    def cv(self) -> bool:
+        return self.n_folds > 1
+
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.monotonic() > self.deadline
+
+    def reporter(self, k: int):
+        """Fold k's per-epoch callback. With folds, fold k's epoch e is step k * stride + e:
+        every fold's curve is reported without two folds sharing a step, and fold 0 keeps plain
+        epoch numbers."""
+        return _reporter(self.trial, self.curves if k == 0 else {}, self.multi, k, self.stride)
+
+    def add_fold(self, k: int, fold: EncodedSplit, module: nn.Module, head: Any, result: Any) -> None:
+        """Fold k's result; with folds, the pruner may then stop the trial (raises TrialPruned)."""
+        self.scores.append(result.best_score)
+        self.epochs.append(result.best_epoch)
+        self.stops.append(result.stop_reason)
+        self.runs.append(result.epochs_run)
+        self.losses.append(_settled_loss(result.history["val_loss"], result.best_epoch))
+        self.last_module = module
+        if k == 0:
+            self.curves = result.history
+        if self.keeps:
+            with torch.inference_mode():
+                X_eval = torch.from_numpy(np.ascontiguousarray(fold.X_eval)).to(self.device)
+                self.predictions.append(head.scores(predict_outputs(module, X_eval)))
+            self.members.append(module)
+            self.heads.append(head)
+        if self.cv:
+            # Finished folds, for the pruner to weigh this trial against the best one between
+            # folds; after the last fold the trial completes whatever its score.
+            self.trial.set_user_attr(SCORES_ATTR, list(self.scores))
+            if k + 1 < self.n_folds and _prunes(self.trial, self.multi) and self.trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after fold {k + 1} of {self.n_folds}")
+
+    def record(self) -> float:
+        return _record(self.trial, self.curves, self.started, self.n_params)
+
+    def failed(self, exc: BaseException) -> TrialFailed:
+        """Record a failure of this trial; the error to raise (the study goes on)."""
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if not isinstance(exc, TrialFailed):
+            reason = f"{type(exc).__name__}: {reason}"
+        self.trial.set_user_attr("fail_reason", reason)
+        self.record()
+        return TrialFailed(reason)
 
 
 def fold_synonyms(split: EncodedSplit, words: dict[str, list[str]] | None) -> dict[int, list[int]] | None:

@@ -25,6 +25,8 @@ from collections.abc import Callable, Sequence
 import optuna
 
 from ..errors import TrialFailed
+from ._objective import Objective
+from ._population import Batches
 from ._study import TrialState, counts_toward_budget, fail_dead_trials, fail_stale_trials, worker_identity
 
 TrialCallback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
@@ -42,6 +44,7 @@ class _Loop:
         self.worker = worker_identity()
         self.paused = False
         self.ran = 0
+        self.free: int | None = None  # trials the budget leaves for this worker to start, as last counted
 
     def state(self) -> str:
         """'done' (budget spent), 'due' (out of time), 'wait' (the rest is running) or 'go'."""
@@ -59,6 +62,7 @@ class _Loop:
             # Without any complete trial there is no model yet: one trial runs (cut short).
         if self.n_trials is not None:
             free = self.n_trials - counted - running
+            self.free = free
             if free <= 0:
                 return "wait"
             if free <= 2 and running:  # others are at work: maybe about to take these too
@@ -67,6 +71,11 @@ class _Loop:
 
 
     def guarded(self, trial: optuna.Trial) -> float:
+        self.claim(trial)
+        return self.objective(trial)
+
+    def claim(self, trial: optuna.Trial) -> None:
+        """Mark the trial as this worker's; fails it as surplus when the budget is already taken."""
         trial.set_user_attr("worker", {**self.worker, "trial": trial.number})
         if self.n_trials is not None:
             earlier = self.study.get_trials(deepcopy=False)
@@ -76,7 +85,6 @@ class _Loop:
                 trial.set_user_attr("surplus", True)
                 raise TrialFailed(f"surplus: the study's {self.n_trials} trials were all taken "
                                   "when this one started")
-        return self.objective(trial)
 
     def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         self.ran += 1
@@ -88,7 +96,7 @@ class _Loop:
             self.paused = True
             study.stop()
 
-    def run(self) -> None:
+    def run(self, batches: Batches | None = None) -> None:
         staggered = False
         while True:
             fail_stale_trials(self.study)  # Optuna's heartbeat check (it also runs before each trial)
@@ -103,6 +111,12 @@ class _Loop:
                 staggered = True
                 continue
             staggered = False
+            if batches is not None:  # populations: ask, train and tell a batch at a time
+                for frozen in batches.step(self.study, self.free if self.n_trials is not None else None):
+                    self.ran += 1
+                    for callback in self.callbacks:
+                        callback(self.study, frozen)
+                continue
             self.paused = False
             self.study.optimize(self.guarded, n_trials=None, catch=(TrialFailed,),
                                 callbacks=[*self.callbacks, self.after_trial], gc_after_trial=False)
@@ -117,14 +131,22 @@ def run_trials(
     stop_at: Callable[[], float | None],
     callbacks: Sequence[TrialCallback] = (),
     retries: int | None = 2,
+    population: int = 1,
+    population_auto: bool = False,
 ) -> None:
     """Run trials until `n_trials` count in the study (earlier ones and other workers' too) or
     the time `stop_at()` returns (time.monotonic) has passed. Failed trials do not stop the loop;
-    trials of dead workers are queued again up to `retries` times."""
+    trials of dead workers are queued again up to `retries` times. `population` > 1 (with an
+    nntune Objective): trials that can train together are asked and trained in batches of that
+    many (search/_population.py); `population_auto`: only where a network is small enough to gain."""
     optuna_logger = logging.getLogger("optuna")
     level = optuna_logger.level
     optuna_logger.setLevel(logging.ERROR)  # failed trials are reported by nntune, not logged twice
     try:
-        _Loop(study, objective, n_trials, stop_at, callbacks, retries).run()
+        loop = _Loop(study, objective, n_trials, stop_at, callbacks, retries)
+        batches = None
+        if population > 1 and isinstance(objective, Objective):
+            batches = Batches(objective, population, population_auto, loop.claim)
+        loop.run(batches)
     finally:
         optuna_logger.setLevel(level)

@@ -26,6 +26,7 @@ from ._curriculum import (
 from ._device import available_cores, idle_cores, pick_device, set_threads
 from ._heads import CLASS_WEIGHTS, LOSSES, Head, make_head
 from ._metrics import METRICS, Metric, default_metric, get_metric, score_all
+from ._population import Member, MemberResult, fit_population, population_key
 from ._pretrain import PRETRAIN_DEFAULTS, PRETRAIN_LOSSES, PRETRAIN_SPACE, pretrain_encoder
 from ._recipe import DEFAULTS, OPTIMIZERS, SCHEDULES, SPACE, Schedule, make_optimizer
 from ._setup import prepare_fit
@@ -38,6 +39,7 @@ __all__ = [
     "FitResult", "Head", "Metric", "RowSchedule", "Schedule", "TrainingDiverged", "available_cores",
     "cocktail_space", "default_metric", "fit", "idle_cores", "get_metric", "make_head", "make_optimizer", "pick_device",
     "predict_outputs", "prepare_fit", "score_all", "set_threads",
+    "Member", "MemberResult", "fit_population", "population_key",
     "PRETRAIN_DEFAULTS", "PRETRAIN_LOSSES", "PRETRAIN_SPACE", "pretrain_encoder",
     "CURRICULA", "CURRICULUM_DEFAULTS", "CURRICULUM_SPACE", "PACINGS", "Curriculum", "difficulty_from_column",
     "difficulty_from_loss", "make_curriculum", "pacing_share",

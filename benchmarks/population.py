@@ -1,0 +1,139 @@
+"""Population training against one network at a time: samples per second, trials per minute
+and the share of this CPU's matrix-multiply peak, in one run.
+
+On a 20,000 x 32 table (binary label from a noisy linear rule, as benchmarks/trainer_throughput.py),
+one thread, Adam without validation data for a fixed number of epochs:
+
+- `fit`: nntune's sequential trainer, one network;
+- DataLoader: the plain PyTorch loop most tutorials teach (`DataLoader(TensorDataset, shuffle=True)`);
+- population K: `nntune.training.fit_population` with K members of the same shape, each with its
+  own learning rate (log-spaced 3e-4..3e-2), its own seed and row order, K = 1, 8, 32, 128.
+
+for a small MLP (2 x 64, batch 32) and a larger one (3 x 256, batch 256). Trials per minute
+count trainings of that many epochs: K / seconds for a population, 1 / seconds for the others;
+the ratio is to `fit`. The share of peak counts 6 floating-point operations per weight and
+sample (forward 2, backward 4) against one thread's torch.mm on 2048 x 2048 float32 matrices.
+
+Run from the repository root:
+
+    .venv/bin/python benchmarks/population.py                      # the table in docs/benchmarks.md
+    .venv/bin/python benchmarks/population.py --epochs 1 --repeats 1 --sizes 1,8
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
+              "NUMEXPR_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from trainer_throughput import make_data, time_dataloader, time_nntune  # noqa: E402  (the same loops)
+
+CONFIGS = (("small MLP 2x64", 2, 64, 32), ("larger MLP 3x256", 3, 256, 256))
+SIZES = (1, 8, 32, 128)
+SEED = 0
+
+
+def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
+    """One thread's float32 matrix-multiply rate in FLOP/s (best of `repeats`)."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - started)
+    return 2 * n ** 3 / best
+
+
+def weights(n_layers: int, units: int, features: int, outputs: int = 2) -> int:
+    widths = [features] + [units] * n_layers + [outputs]
+    return sum(a * b for a, b in zip(widths, widths[1:], strict=False))
+
+
+def time_population(X, y, n_layers, units, batch, epochs, k) -> float:
+    import numpy as np
+    import torch
+
+    from nntune.models import ModelMeta, build_model
+    from nntune.training import Member, fit_population, make_head
+
+    members = []
+    for i, lr in enumerate(np.geomspace(3e-4, 3e-2, k) if k > 1 else [1e-3]):
+        recipe = {"optimizer": "adam", "lr": float(lr), "weight_decay": 0.0, "batch_size": batch,
+                  "schedule": "constant", "n_layers": n_layers, "units": units}
+        torch.manual_seed(SEED + i)
+        module = build_model("mlp", {"n_layers": n_layers, "units": units}, ModelMeta(X.shape[1], 2, "binary"))
+        members.append(Member(module, recipe, SEED + i))
+    head = make_head("binary", y, 2, members[0].recipe)
+    started = time.perf_counter()
+    fit_population(members, head, X, y, epochs=epochs)
+    return time.perf_counter() - started
+
+
+def run(rows: int, features: int, epochs: int, repeats: int, sizes: tuple[int, ...]) -> list[dict]:
+    import torch
+
+    torch.set_num_threads(1)
+    X, y = make_data(rows, features)
+    peak = matmul_peak()
+    records = []
+    for label, n_layers, units, batch in CONFIGS:
+        time_nntune(X, y, n_layers, units, batch, 1)  # warm-up: the first optimizer pays torch's imports
+        flops = 6 * weights(n_layers, units, features)
+        base = statistics.median(time_nntune(X, y, n_layers, units, batch, epochs)[0] for _ in range(repeats))
+        timings = {"fit": (base, 1), "DataLoader": (statistics.median(
+            time_dataloader(X, y, n_layers, units, batch, epochs)[0] for _ in range(repeats)), 1)}
+        for k in sizes:
+            timings[f"population {k}"] = (statistics.median(
+                time_population(X, y, n_layers, units, batch, epochs, k) for _ in range(repeats)), k)
+        for name, (seconds, k) in timings.items():
+            samples = k * rows * epochs / seconds
+            records.append({"network": label, "batch": batch, "method": name, "members": k, "seconds": seconds,
+                            "samples_per_s": samples, "trials_per_min": 60 * k / seconds,
+                            "vs_fit": k * base / seconds, "peak_share": samples * flops / peak})
+            print(f"# {label} {name}: {seconds:.2f} s, {samples:,.0f} samples/s", file=sys.stderr, flush=True)
+    print(f"\nmatrix-multiply peak: {peak / 1e9:.1f} GFLOP/s (one thread, torch.mm 2048 x 2048 float32)")
+    return records
+
+
+def table(records: list[dict]) -> str:
+    lines = ["| network | method | seconds | samples/s | trials/min | x fit | share of mm peak |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for r in records:
+        lines.append(f"| {r['network']} (batch {r['batch']}) | {r['method']} | {r['seconds']:.2f} | "
+                     f"{r['samples_per_s']:,.0f} | {r['trials_per_min']:.1f} | {r['vs_fit']:.1f} | "
+                     f"{100 * r['peak_share']:.1f}% |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument("--features", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3, help="timings per method; the median is shown")
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="population sizes K")
+    args = parser.parse_args(argv)
+    sizes = tuple(int(s) for s in args.sizes.split(","))
+    import torch
+
+    records = run(args.rows, args.features, args.epochs, args.repeats, sizes)
+    print(table(records))
+    print(f"\n{args.rows:,} x {args.features}, {args.epochs} epochs, median of {args.repeats}; 1 thread; "
+          f"{os.cpu_count()} vCPU {platform.machine()}, torch {torch.__version__}.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,53 @@
+"""Trials in populations: each member an ordinary trial of the study, and the model still learns."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+import nntune
+
+from .._references import assert_run_learned
+
+
+def _study(run_dir) -> optuna.Study:
+    storage = f"sqlite:///{run_dir / 'study.db'}"
+    (name,) = optuna.get_all_study_names(storage)
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def test_members_of_a_population_are_ordinary_trials(tmp_path):
+    # 3 starting recipes alone, then populations of 4 (the last one smaller: the budget's rest);
+    # networks with numerical embeddings or batch norm, which train alone, are left out of the space.
+    result = nntune.tune(dataset="breast_cancer", trials=11, population=4, cv=3, max_epochs=12, seed=0,
+                         space={"embedding": "none", "norm": "none"}, report=False, out=tmp_path / "run")
+    assert sum(result.n_trials.values()) == 11 and result.n_trials.get("fail", 0) == 0
+    trials = _study(tmp_path / "run").get_trials(deepcopy=False)
+    populations: dict[int, list] = {}
+    for trial in trials:
+        if trial.user_attrs.get("population"):
+            populations.setdefault(trial.user_attrs["population"]["first"], []).append(trial)
+    assert len(populations) >= 2 and max(map(len, populations.values())) == 4
+    for members in populations.values():
+        shape = {k: members[0].params[k] for k in ("n_layers", "optimizer", "batch_size", "schedule")}
+        assert all({k: t.params[k] for k in shape} == shape for t in members)  # one shape
+        assert len({t.params["lr"] for t in members}) == len(members)  # the sampler's own values each
+        for trial in members:  # each its own curve, fold scores and state
+            assert trial.intermediate_values and trial.user_attrs["curves"]["val_score"]
+            assert trial.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+            if trial.state == optuna.trial.TrialState.COMPLETE:
+                assert len(trial.user_attrs["fold_scores"]) == 3
+    assert_run_learned(result.test_scores["accuracy"], tmp_path / "run", margin=0.03)
+
+
+def test_population_off_trains_every_trial_alone(tmp_path):
+    nntune.tune(dataset="iris", trials=6, population="off", cv="none", max_epochs=5, seed=0, report=False,
+                out=tmp_path / "run")
+    assert not any(t.user_attrs.get("population") for t in _study(tmp_path / "run").get_trials(deepcopy=False))
+
+
+@pytest.mark.parametrize("value", ["many", "0", "-3"])
+def test_a_population_that_is_not_a_size_is_refused_in_one_line(cli, value):
+    code, out, err = cli("tune", "--dataset", "iris", "--population", value, "--trials", "1")
+    assert code == 2
+    assert "population" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
