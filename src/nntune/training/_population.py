@@ -258,6 +258,7 @@ class _Optimizer:
         self.step_count = 0
         self.m: torch.Tensor | None = None
         self.v: torch.Tensor | None = None
+        self.denom: torch.Tensor | None = None  # Adam's scratch, kept so no step allocates it anew
         self.device = device
         self.refresh()
 
@@ -275,35 +276,36 @@ class _Optimizer:
         self.lr, self.momentum = self.lr[rows], self.momentum[rows]
         self.m = None if self.m is None else self.m[rows]
         self.v = None if self.v is None else self.v[rows]
+        self.denom = None if self.v is None else torch.empty_like(self.v)
 
     @torch.no_grad()
     def step(self, p: torch.Tensor, g: torch.Tensor) -> None:
+        """One update of every member; `g` (the flat gradient buffer) is used as scratch."""
         lr = self.lr
         self.step_count += 1
         if self.name == "sgd":
-            momentum = self.momentum
-            g = g.add(p * self.weight_decay)
+            g.addcmul_(p, self.weight_decay)
             if self.m is None:
                 self.m = g.clone()
             else:
-                self.m.mul_(momentum).add_(g)
-            update = g.add(self.m * momentum) if self.nesterov else self.m
-            p.sub_(lr * update)
+                self.m.mul_(self.momentum).add_(g)
+            update = g.addcmul_(self.m, self.momentum) if self.nesterov else self.m
+            p.addcmul_(update, lr, value=-1.0)
             return
-        beta1 = self.momentum
-        beta2 = ADAM_BETAS[1]
+        beta1, beta2 = self.momentum, ADAM_BETAS[1]
         if self.name == "adamw":
             p.mul_(1 - lr * self.weight_decay)
         else:
-            g = g.add(p * self.weight_decay)
+            g.addcmul_(p, self.weight_decay)
         if self.m is None:
-            self.m, self.v = torch.zeros_like(p), torch.zeros_like(p)
-        self.m.mul_(beta1).add_((1 - beta1) * g)
+            self.m, self.v, self.denom = torch.zeros_like(p), torch.zeros_like(p), torch.empty_like(p)
+        self.m.lerp_(g, 1 - beta1)
         self.v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
         t = self.step_count
-        step_size = lr / (1 - beta1 ** t)
-        denom = (self.v.sqrt() / math.sqrt(1 - beta2 ** t)).add_(ADAM_EPS)
-        p.sub_(step_size * self.m / denom)
+        # torch's p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps), in as few
+        # passes over the population as that takes: the step size folded into the denominator.
+        denom = torch.sqrt(self.v, out=self.denom).mul_(1 / math.sqrt(1 - beta2 ** t)).add_(ADAM_EPS)
+        p.addcdiv_(self.m, denom.div_(lr / (1 - beta1 ** t)), value=-1.0)
 
 
 def _placeholder(name: str, recipe: Mapping[str, Any]) -> torch.optim.Optimizer:
@@ -427,8 +429,11 @@ def _fit_population(members, head, X_train, y_train, X_val, y_val, metric, epoch
         total = torch.zeros(len(active), device=device)
         out_of_time = False
         for step in range(steps):
-            idx = perms[:, step * batch_size:(step + 1) * batch_size]
-            losses = loss_fn(model(X[idx]), Y[idx])
+            idx = perms[:, step * batch_size:(step + 1) * batch_size].reshape(-1)
+            # (index_select on the flat row list: a third of the time of X[idx] with 2-D indices)
+            xb = X.index_select(0, idx).view(len(active), -1, *X.shape[1:])
+            yb = Y.index_select(0, idx).view(len(active), -1)
+            losses = loss_fn(model(xb), yb)
             model.grad.zero_()
             losses.sum().backward()  # members share no weight: each gets its own loss's gradient
             optimizer.step(model.flat, model.grad)
