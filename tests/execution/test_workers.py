@@ -63,6 +63,48 @@ def test_four_workers_share_a_file_storage_without_lock_errors(tmp_path, digits_
     assert sum(t["state"] == "complete" for t in shown["trials"]) == 24
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("storage", ["sqlite", "journal"])
+def test_workers_training_populations_take_no_member_of_another(tmp_path, digits_csv, storage, forked_workers):
+    """Two workers each training populations of 4 on one file: a population's members are
+    created running for the worker that trains them, so none is taken, trained or told twice,
+    and the budget is met exactly."""
+    store = str(tmp_path / "study.journal") if storage == "journal" else None
+    space = {**GENTLE["space"], "norm": "none"}  # (batch norm trains alone)
+    result = nntune.tune(digits_csv, target="target", trials=16, workers=2, population=4, out=tmp_path / "run",
+                         study="pops", storage=store, max_epochs=3, patience=3, threads=1, report=False,
+                         pruner="none", cv="none", space=space)
+    trials = trials_of(result.storage, "pops")
+    assert sum(counts_toward_budget(t) for t in trials) == 16
+    failed = [t for t in trials if t.state.name == "FAIL"]
+    assert all(t.user_attrs.get("surplus") for t in failed), [t.user_attrs.get("fail_reason") for t in failed]
+    assert not [t for t in trials if t.state.name in ("WAITING", "RUNNING")]
+    assert all("worker" in t.user_attrs for t in trials)
+    members = [t for t in trials if t.user_attrs.get("population")]
+    assert len(members) >= 8
+    for t in members:  # a member trained by the worker that trained its population's first
+        first = trials[t.user_attrs["population"]["first"]]
+        assert t.user_attrs["worker"]["pid"] == first.user_attrs["worker"]["pid"]
+
+
+def test_populations_under_auto_only_where_the_study_is_this_process_alone():
+    import torch
+
+    from nntune.config import RunConfig
+    from nntune.execution._plan import POPULATION_AUTO, population_size
+
+    def size(**cfg):
+        plan = type("Plan", (), {"cfg": RunConfig.model_validate(cfg)})()
+        return population_size(plan, torch.device("cpu"))[0]
+
+    assert size() == POPULATION_AUTO
+    assert size(storage="sqlite:///study.db") == size(storage="study.journal") == POPULATION_AUTO
+    assert size(execution={"workers": 2}) == size(execution={"backend": "ray"}) == 1
+    assert size(storage="postgresql://db-host/nntune") == 1
+    assert size(search={"population": 4}, storage="postgresql://db-host/nntune") == 4
+    assert size(search={"population": "off"}) == size(search={"strategy": "grid"}) == 1
+
+
 def test_study_remembers_its_data_with_a_checksum(tmp_path, churn_csv):
     result = nntune.tune(churn_csv, target="churned", trials=1, out=tmp_path / "run", study="ref", **FAST)
     ref = result.study.user_attrs["data_ref"]

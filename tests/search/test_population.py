@@ -51,3 +51,19 @@ def test_a_population_that_is_not_a_size_is_refused_in_one_line(cli, value):
     code, out, err = cli("tune", "--dataset", "iris", "--population", value, "--trials", "1")
     assert code == 2
     assert "population" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_population_that_fails_fails_its_trials_and_the_study_goes_on(tmp_path, monkeypatch):
+    import nntune.search._population as population
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(population, "fit_population", broken)
+    result = nntune.tune(dataset="iris", trials=8, population=4, cv="none", max_epochs=5, seed=0,
+                         space={"embedding": "none", "norm": "none"}, report=False, out=tmp_path / "run")
+    trials = _study(tmp_path / "run").get_trials(deepcopy=False)
+    failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
+    assert failed and all("out of memory" in t.user_attrs["fail_reason"] for t in failed)
+    assert result.n_trials.get("complete", 0) >= 3  # the trials that trained alone
+    assert sum(result.n_trials.values()) == 8

@@ -439,11 +439,16 @@ def search(plan: Plan, study: optuna.Study, budget: Budget, device: torch.device
 
 def population_size(plan: Plan, device: torch.device) -> tuple[int, bool]:
     """How many trials train at once (1: each alone), and whether only small networks do.
-    `auto`: on CPU, with a sampler that proposes each trial (not a grid), POPULATION_AUTO."""
-    setting = plan.cfg.search.population
-    if setting == "off" or plan.cfg.search.strategy == "grid":
+    `auto`: POPULATION_AUTO on CPU, with a sampler that proposes each trial (not a grid), where
+    the study is this process's alone (one worker, storage that is not a database server):
+    a population takes its members' share of the budget at once, which workers joining the
+    study would otherwise share."""
+    cfg = plan.cfg
+    if cfg.search.population == "off" or cfg.search.strategy == "grid":
         return 1, False
-    if setting == "auto":
-        return (POPULATION_AUTO, True) if device.type == "cpu" else (1, False)
-    return int(setting), False
+    if cfg.search.population == "auto":
+        shared = (cfg.execution.workers > 1 or cfg.execution.backend != "local"
+                  or (cfg.storage is not None and "://" in cfg.storage and not cfg.storage.startswith("sqlite")))
+        return (POPULATION_AUTO, True) if device.type == "cpu" and not shared else (1, False)
+    return int(cfg.search.population), False
 

@@ -216,6 +216,11 @@ class AutoPruner(optuna.pruners.BasePruner):
         self._min_complete = high if n_trials is None else min(high, max(low, n_trials // 4))
         self._top = top
 
+    def may_prune(self, step: int) -> bool:
+        """Whether `prune` can say yes at this step (only at rungs): the trial then need not read
+        the study back from the storage to ask."""
+        return self.active and step in self._rungs
+
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
         step = trial.last_step
         if not self.active or step is None or step not in self._rungs:

@@ -28,6 +28,15 @@ STRIDE_ATTR, FOLDS_ATTR, SCORES_ATTR = "fold_stride", "n_folds", "fold_scores"
 P_THRESHOLD = 0.05
 
 
+def may_prune(pruner: optuna.pruners.BasePruner, step: int, stride: int | None = None) -> bool:
+    """Whether `pruner` can prune a trial reporting at `step`, where it says (nntune's pruners);
+    True for any other pruner. Asking costs the trial a read of the study from its storage."""
+    check = getattr(pruner, "may_prune", None)
+    if check is None:
+        return True
+    return check(step, stride) if isinstance(pruner, CrossValidationPruner) else check(step)
+
+
 def fold_stride(max_epochs: int) -> int:
     """Steps set aside per fold: fold k's epoch e (from 1) is step `k * stride + e`. Fold 0 keeps
     plain epoch numbers, so single-split runs and the usual pruners see what they always saw."""
@@ -78,6 +87,14 @@ class CrossValidationPruner(optuna.pruners.BasePruner):
         self.p_threshold = p_threshold
         # A NopPruner asks for no pruning within folds; the fold rule still applies.
         self.epoch_rule = not isinstance(pruner, optuna.pruners.NopPruner)
+
+    def may_prune(self, step: int, stride: int | None) -> bool:
+        """Whether an epoch's report at `step` can be pruned (the end-of-fold rule is asked apart):
+        the wrapped pruner's answer on the first fold, the epoch rule's on the others."""
+        fold, epoch = divmod(step, int(stride)) if stride else (0, step)
+        if fold == 0:
+            return may_prune(self.pruner, step)
+        return self.epoch_rule and epoch >= self.warmup_epochs
 
     def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
         step = trial.last_step

@@ -25,7 +25,7 @@ from ..training import (
     prepare_fit,
     synonym_ids,
 )
-from ._cv_pruning import FOLDS_ATTR, SCORES_ATTR, STRIDE_ATTR, fold_stride
+from ._cv_pruning import FOLDS_ATTR, SCORES_ATTR, STRIDE_ATTR, fold_stride, may_prune
 from ._hp import HyperParameters, build_custom
 from ._kept import KeptTrials
 from ._objectives import Objectives
@@ -308,14 +308,16 @@ def _reporter(trial: optuna.Trial, curves: dict[str, list[float]], multi: bool =
     let the pruner decide. Optuna keeps no per-epoch values for several objectives: then only
     the curve is recorded."""
     prunes = _prunes(trial, multi)
+    pruner = trial.study.pruner
 
     def on_epoch_end(epoch: int, logs: dict[str, float]) -> None:
         for key, value in logs.items():
             curves.setdefault(key, []).append(value)
         if multi:
             return
-        trial.report(logs["val_score"], fold * stride + epoch)
-        if prunes and trial.should_prune():
+        step = fold * stride + epoch
+        trial.report(logs["val_score"], step)
+        if prunes and may_prune(pruner, step, stride) and trial.should_prune():
             raise optuna.TrialPruned(f"pruned at epoch {epoch}" + (f" of fold {fold + 1}" if fold else ""))
     return on_epoch_end
 

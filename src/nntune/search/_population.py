@@ -2,10 +2,10 @@
 model (`nntune.training.fit_population`), each recorded as its own Optuna trial.
 
 The first trial of a batch is asked as usual. When its network can train in a population (a
-plain MLP on a table, see `training.population_key`), the other K - 1 are enqueued with its
-shape fixed (depth, activation, norm, optimizer, schedule, batch size) and asked next, so the
-sampler chooses everything else (learning rate, weight decay, momentum, widths, dropout) for
-each; a trial of another shape trains alone. Every member reports its own curve, is pruned on
+plain MLP on a table, see `training.population_key`), the other K - 1 are created running with
+its shape fixed (depth, activation, norm, optimizer, schedule, batch size), so the sampler
+chooses everything else (learning rate, weight decay, momentum, widths, dropout) for each and no
+other worker can take them; a trial of another shape trains alone. Every member reports its own curve, is pruned on
 its own and is told to the study on its own: the dashboard, reports, resume and workers see
 ordinary trials.
 """
@@ -19,7 +19,7 @@ from typing import Any
 
 import optuna
 from optuna.storages._heartbeat import get_heartbeat_thread  # what Study.optimize runs per trial
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from ..errors import TrialFailed
 from ..training import Member, fit_population, population_key
@@ -77,16 +77,21 @@ def train_population(objective: Objective, trials: Sequence[optuna.Trial]) -> li
                 module, head = objective.build(runs[i], k, fold)
                 members.append(Member(module, runs[i].params, objective.seed + runs[i].trial.number))
                 heads.append(head)
-        except Exception as exc:  # the networks could not be built: each trial fails alone
+        except Exception as exc:  # the networks could not be built: these trials fail
             for i in alive:
                 outcomes[i] = ("fail", runs[i].failed(exc))
-            return [o for o in outcomes if o is not None]
+            return outcomes  # type: ignore[return-value]
         reporters = [runs[i].reporter(k) for i in alive]
         deadlines = [runs[i].deadline for i in alive if runs[i].deadline is not None]
-        results = fit_population(
-            members, heads[0], fold.X_train, fold.y_train, X_val=fold.X_eval, y_val=fold.y_eval,
-            metric=objective.metric, on_epoch_end=lambda m, epoch, logs, r=reporters: r[m](epoch, logs),
-            deadline=min(deadlines) if deadlines else None, device=objective.device)
+        try:
+            results = fit_population(
+                members, heads[0], fold.X_train, fold.y_train, X_val=fold.X_eval, y_val=fold.y_eval,
+                metric=objective.metric, on_epoch_end=lambda m, epoch, logs, r=reporters: r[m](epoch, logs),
+                deadline=min(deadlines) if deadlines else None, device=objective.device)
+        except Exception as exc:  # (out of memory, say): these trials fail; the study goes on
+            for i in alive:
+                outcomes[i] = ("fail", runs[i].failed(exc))
+            return outcomes  # type: ignore[return-value]
         still = []
         for member, head, i, result in zip(members, heads, alive, results, strict=True):
             run = runs[i]
@@ -125,8 +130,7 @@ class Batches:
 
     def step(self, study: optuna.Study, free: int | None) -> list[FrozenTrial]:
         """One batch: up to min(size, free) trials; returns them as told."""
-        # Trials already queued (starting recipes, warm starts, retried ones) run first, alone:
-        # the members of a population are the trials enqueued right after its first.
+        # Trials already queued (starting recipes, warm starts, retried ones) run first, alone.
         queued = bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
         first = _ask(study)
         try:
@@ -140,8 +144,7 @@ class Batches:
             shape = shape_of(first, params)
             key = population_key(params)
             for _ in range(room - 1):
-                study.enqueue_trial(shape)
-                trial = _ask(study)
+                trial = _ask_member(study, shape)
                 try:
                     self.guard(trial)
                 except TrialFailed:  # another worker took the budget's last trials meanwhile
@@ -176,6 +179,15 @@ def _ask(study: optuna.Study) -> optuna.Trial:
         # one thread per trial, as Study.optimize does.
         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
         return study.ask()
+
+
+def _ask_member(study: optuna.Study, shape: dict[str, Any]) -> optuna.Trial:
+    """A trial of `shape`, created running. (`enqueue_trial` and `ask` would leave it waiting
+    in between, where another worker's `ask` may take it, and on SQLite two workers may both
+    take it; Optuna has no public call for this, so its storage is used as `ask` uses it.)"""
+    template = create_trial(state=TrialState.RUNNING, system_attrs={"fixed_params": shape})
+    trial_id = study._storage.create_new_trial(study._study_id, template_trial=template)
+    return optuna.Trial(study, trial_id)
 
 
 def _alone(objective: Objective, trial: optuna.Trial) -> Outcome:
