@@ -8,6 +8,8 @@ The design follows what we measured on the LCBench surrogate (docs/strategies.md
   accounted for by the sampler). It was the strongest sampler from 25 full trainings up; it is
   cubic in the trials, so past GP_MAX_TRIALS finished trials the model switches to
   multivariate TPE, which is linear and keeps the overhead under a second per trial.
+- A population's members after its first (trials trained together, search/_population.py) are
+  drawn by the multivariate TPE in the GP phase too: it is fifty times cheaper per ask.
 - Conditional parameters, which the GP's intersection space leaves out, are drawn by TPE
   (independent mode), which models each parameter on the trials that have it.
 - The pruner stops a trial only at a rung (epochs 4, 8, 16, ... from WARMUP_EPOCHS on: the
@@ -41,6 +43,12 @@ MIN_RANK_CORRELATION = 0.6
 MIN_COMPLETE_FOR_PRUNING = (4, 6)  # complete trials before pruning: a quarter of the budget, within these
 SMALLEST_PRUNED_BUDGET = 6  # trials planned; fewer leave nothing to save
 TOP_TRIALS = 3
+# The system attribute that marks a population's members after its first (search/_population.py),
+# asked in one burst. The GP phase samples them with its TPE: the GP's acquisition search takes
+# 0.3-0.8 s per ask on one thread here (the more running trials it accounts for, the longer),
+# so 15 members would cost more than their population trains on a small table; TPE, with the
+# running members as constant liars, takes 15-30 ms each and spreads them apart.
+MEMBER_ATTR = "nntune:population_member"
 
 
 def startup_trials(n_trials: int | None) -> int:
@@ -81,7 +89,10 @@ class AutoSampler(optuna.samplers.BaseSampler):
 
     def _sampler(self, study: optuna.Study, trial: FrozenTrial) -> optuna.samplers.BaseSampler:
         if trial.number not in self._phase_of:
-            self._phase_of[trial.number] = self.phase(study)
+            phase = self.phase(study)
+            if phase == "gp" and MEMBER_ATTR in trial.system_attrs:
+                phase = "tpe"
+            self._phase_of[trial.number] = phase
         return self._phases[self._phase_of[trial.number]]
 
     def _view(self, study: optuna.Study, trial: FrozenTrial) -> optuna.Study:

@@ -23,6 +23,7 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from ..errors import TrialFailed
 from ..training import Member, fit_population, population_key
+from ._auto import MEMBER_ATTR
 from ._objective import Objective
 from ._space import suggest
 
@@ -144,7 +145,7 @@ class Batches:
             shape = shape_of(first, params)
             key = population_key(params)
             for _ in range(room - 1):
-                trial = _ask_member(study, shape)
+                trial = _ask_member(study, shape, first.number)
                 try:
                     self.guard(trial)
                 except TrialFailed:  # another worker took the budget's last trials meanwhile
@@ -181,11 +182,12 @@ def _ask(study: optuna.Study) -> optuna.Trial:
         return study.ask()
 
 
-def _ask_member(study: optuna.Study, shape: dict[str, Any]) -> optuna.Trial:
-    """A trial of `shape`, created running. (`enqueue_trial` and `ask` would leave it waiting
+def _ask_member(study: optuna.Study, shape: dict[str, Any], first: int) -> optuna.Trial:
+    """A member of trial `first`'s population: a trial of `shape`, created running, marked as a
+    member for the sampler (MEMBER_ATTR). (`enqueue_trial` and `ask` would leave it waiting
     in between, where another worker's `ask` may take it, and on SQLite two workers may both
     take it; Optuna has no public call for this, so its storage is used as `ask` uses it.)"""
-    template = create_trial(state=TrialState.RUNNING, system_attrs={"fixed_params": shape})
+    template = create_trial(state=TrialState.RUNNING, system_attrs={"fixed_params": shape, MEMBER_ATTR: first})
     trial_id = study._storage.create_new_trial(study._study_id, template_trial=template)
     return optuna.Trial(study, trial_id)
 
