@@ -251,6 +251,7 @@ class _FreeProblem:
         self.limit_seconds = limit_seconds
         self.starts: list[float] = []
         self.objective_seconds: list[float] = []
+        self.epochs: list[int] = []  # epochs each trial reported (paid)
         self.begin = time.perf_counter()
 
     @property
@@ -264,6 +265,7 @@ class _FreeProblem:
     def train(self, config: dict, epochs: int) -> float:
         start = time.perf_counter()
         self.starts.append(start)
+        self.epochs.append(int(epochs))
         score = max(_free_score(config, e, self.max_epochs) for e in range(1, int(epochs) + 1))
         self.objective_seconds.append(time.perf_counter() - start)
         return score
@@ -271,28 +273,35 @@ class _FreeProblem:
     def steps(self, config: dict) -> Iterator[float]:
         self.starts.append(time.perf_counter())
         self.objective_seconds.append(0.0)
+        self.epochs.append(0)
         for epoch in range(1, self.max_epochs + 1):
             start = time.perf_counter()
             score = _free_score(config, epoch, self.max_epochs)
             self.objective_seconds[-1] += time.perf_counter() - start
+            self.epochs[-1] += 1
             yield score
 
 
 def overhead(name: str, n_trials: int, seed: int = 0, limit_seconds: float = 600) -> dict:
-    """A method's own seconds per trial (ask, tell, sampler), averaged over the last 10% of the trials it reached.
+    """A method's own seconds per trial (ask, tell, sampler), averaged over the last 10% of the trials it reached,
+    and the same time per epoch those trials reported.
 
     A trial is one objective call (one train, or one stepwise run for the pruned anchor); its method
     time runs from its own start to the next one's, less the time inside the objective, so it holds
-    this trial's tell and the next trial's ask. The run stops early once `limit_seconds` have passed.
+    this trial's tell, its reports and pruning checks, and the next trial's ask. The run stops early
+    once `limit_seconds` have passed.
     """
     problem = _FreeProblem(n_trials, limit_seconds)
     ANCHORS[name](problem, seed)
     end = time.perf_counter()
     if not problem.starts:
-        return {"trials_reached": 0, "seconds_per_trial_last10pct": math.nan, "stopped_early": True}
+        return {"trials_reached": 0, "seconds_per_trial_last10pct": math.nan, "ms_per_epoch_last10pct": math.nan,
+                "stopped_early": True}
     bounds = problem.starts[1:] + [end]
     per_trial = [b - a - obj for a, b, obj in zip(problem.starts, bounds, problem.objective_seconds, strict=True)]
     per_trial[0] += problem.starts[0] - problem.begin  # setup and the first ask
-    tail = per_trial[-max(1, math.ceil(len(per_trial) / 10)):]
-    return {"trials_reached": len(per_trial), "seconds_per_trial_last10pct": sum(tail) / len(tail),
-            "stopped_early": len(per_trial) < n_trials}
+    tail = max(1, math.ceil(len(per_trial) / 10))
+    epochs = sum(problem.epochs[-tail:])
+    return {"trials_reached": len(per_trial), "seconds_per_trial_last10pct": sum(per_trial[-tail:]) / tail,
+            "ms_per_epoch_last10pct": 1000 * sum(per_trial[-tail:]) / max(1, epochs),
+            "epochs_per_trial_last10pct": epochs / tail, "stopped_early": len(per_trial) < n_trials}

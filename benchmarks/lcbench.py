@@ -117,18 +117,19 @@ def table(results: list[dict], names: list[str]) -> str:
 
 
 def overheads(names: list[str], sizes: tuple[int, ...], limit: float) -> str:
-    """Each method's own seconds per trial (last 10% of the trials reached), at each size."""
+    """Each method's own seconds per trial (last 10% of the trials reached), at each size, and
+    that time per epoch the trials reported (a trial reports up to 52; pruned ones fewer)."""
     from _lcbench_anchors import ANCHORS, overhead
 
     ANCHORS.update({n: _trial_budgeted(n) for n in NNTUNE})
-    lines = ["| method | " + " | ".join(f"s/trial at {n}" for n in sizes) + " |",
+    lines = ["| method | " + " | ".join(f"s/trial at {n} (ms/epoch)" for n in sizes) + " |",
              "|---|" + "---|" * len(sizes)]
     for name in names:
         cells = []
         for n in sizes:
             o = overhead(name, n, limit_seconds=limit)
-            note = f" (stopped at {o['trials_reached']})" if o["stopped_early"] else ""
-            cells.append(f"{o['seconds_per_trial_last10pct']:.3f}{note}")
+            note = f", stopped at {o['trials_reached']}" if o["stopped_early"] else ""
+            cells.append(f"{o['seconds_per_trial_last10pct']:.3f} ({o['ms_per_epoch_last10pct']:.2f}{note})")
             print(name, n, o, file=sys.stderr, flush=True)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -170,7 +171,7 @@ def main() -> None:
         print(table(results, sorted({r["method"] for r in results})))
         return
     if args.overhead:
-        print(overheads(names, (100, 1000), limit=600))
+        print(overheads(names, (100, 300, 1000), limit=600))
         return
     jobs = []  # seed by seed, so that a run cut short still compares every method on the same cells
     for seed in range(args.first_seed, args.first_seed + args.seeds):

@@ -193,7 +193,8 @@ def run_case(case: Case, root: Path) -> dict[str, Any]:
               "seconds": seconds, "trials": trial_counts(result), "n_trials": result.n_trials, "metric": metric,
               "score": score, "test_rows": len(test_rows), "best_params": result.best_params,
               "best_value": result.best_value, "final_epochs": result.model.info.get("epochs"),
-              "best_trial_epochs": result.best_trial.user_attrs.get("epochs"), "reference": case.reference}
+              "best_trial_epochs": result.best_trial.user_attrs.get("epochs"), "reference": case.reference,
+              "ensemble": result.ensemble}
     if case.target is None:
         from nntune.data import seasonal_naive
 
@@ -243,11 +244,13 @@ def tfidf_logistic_accuracy(data, test_rows) -> float:
 
 
 def met(record: dict[str, Any]) -> bool:
-    """Whether the row reached its target. GCN's 81.5% on Cora is measured with 140 training
-    labels, so a graph row is judged on the winner retrained that way."""
+    """Whether the delivered model reached its target. (GCN's 81.5% on Cora is measured with 140
+    training labels; nntune's delivered graph model is trained on those only, as the validation
+    nodes pick the epoch: the same protocol. `planetoid` beside it is the winning recipe alone,
+    retrained with five seeds.)"""
     if record["metric"] == "rmse":
         return record["score"] < record["target"]
-    score = float(np.mean(record["planetoid"])) if record.get("planetoid") else record["score"]
+    score = record["score"]
     anchors = record.get("anchor", {}).values()
     return score >= record["target"] and all(score >= value for value in anchors)
 

@@ -512,12 +512,15 @@ def _describe_study(study: optuna.Study, cfg: RunConfig, data: dict, fixed: dict
 
 
 def _ensemble_summary(final: Any) -> dict[str, Any]:
-    """Which trials the delivered model averages, with the best trial alone beside it."""
+    """Which trials (or refits of one) the delivered model averages, with the best trial alone beside it."""
     selection = final.selection
     if not selection:
         return {}
+    test = {"ensemble": final.test_scores, "best_trial": selection.get("test_best_trial", final.test_scores)}
+    if "seeds" in selection:
+        return {"seeds": selection["seeds"], "test": test}
     return {"trials": selection["trials"], "counts": selection["counts"], "validation": selection["validation"],
-            "test": {"ensemble": final.test_scores, "best_trial": selection.get("test_best_trial", final.test_scores)}}
+            "test": test}
 
 
 def _failures(study: optuna.Study, worker_errors: Sequence[str] = ()) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from nntune.models import Ensemble
 from nntune.training import TrainingDiverged
 
 from .._fresh import run_script, warm
+from .._references import assert_run_learned
 
 TINY = {"trials": 2, "max_epochs": 8, "pruner": "none", "report": False, "threads": 1}
 
@@ -91,6 +92,30 @@ def test_refit_trains_the_trials_recipe_stopped_at_its_epoch(tmp_path, monkeypat
     assert refit["epochs"] == max(1, round(chosen))  # not scaled up for the larger training set
     assert refit["horizon"] == 8  # the schedule spans max_epochs, as in the trial
     assert result.model.info["final"] == "refit" and "ensemble" not in result.model.info
+
+
+def test_refits_with_their_own_seeds_are_averaged_and_reload_as_one_model(tmp_path):
+    # ensemble 3 (the default) with the refit final auto chooses for one validation split: the
+    # recipe retrained with seeds 0, 1, 2, their probabilities averaged; saved, it reloads in a
+    # fresh process. (--final refit asks for one network: see the test above.)
+    result = nntune.tune(dataset="breast_cancer", out=tmp_path / "run", cv="none", **{**TINY, "max_epochs": 15})
+    info = result.model.info
+    assert info["final"] == "refit" and info["ensemble"]["members"] == 3
+    assert [m["seed"] for m in info["ensemble"]["folds"]] == [0, 1, 2]
+    assert all(m["epochs_run"] == m["epochs"] for m in info["ensemble"]["folds"])
+    assert isinstance(result.model.module, Ensemble)
+    assert_run_learned(result.test_scores["accuracy"], tmp_path / "run")
+    alone = result.ensemble["test"]["best_trial"]["accuracy"]  # the first refit alone, beside it
+    assert result.test_scores["accuracy"] >= alone - 0.03
+    from sklearn.datasets import load_breast_cancer
+
+    rows = load_breast_cancer(as_frame=True).frame.drop(columns="target").head(40)
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    script = ("import sys, json, nntune, pandas as pd; m = nntune.load(sys.argv[1]); "
+              "print(json.dumps(m.predict_proba(pd.read_csv(sys.argv[2])).tolist()))")
+    done = run_script(script, result.model_dir, tmp_path / "rows.csv")
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_allclose(np.asarray(json.loads(done.stdout)), result.model.predict_proba(rows), atol=1e-6)
 
 
 def test_a_diverging_refit_falls_back_to_the_fold_models(tmp_path, monkeypatch):

@@ -87,7 +87,7 @@ def test_workers_training_populations_take_no_member_of_another(tmp_path, digits
         assert t.user_attrs["worker"]["pid"] == first.user_attrs["worker"]["pid"]
 
 
-def test_populations_under_auto_only_where_the_study_is_this_process_alone():
+def test_populations_under_auto_only_where_the_study_is_this_process_alone_and_folds_are_not_tiny():
     import torch
 
     from nntune.config import RunConfig
@@ -103,6 +103,9 @@ def test_populations_under_auto_only_where_the_study_is_this_process_alone():
     assert size(storage="postgresql://db-host/nntune") == 1
     assert size(search={"population": 4}, storage="postgresql://db-host/nntune") == 4
     assert size(search={"population": "off"}) == size(search={"strategy": "grid"}) == 1
+    plan = type("Plan", (), {"cfg": RunConfig()})()  # a small table's folds: each trial alone
+    assert population_size(plan, torch.device("cpu"), fold_rows=200)[0] == 1
+    assert population_size(plan, torch.device("cpu"), fold_rows=400)[0] == POPULATION_AUTO
 
 
 def test_study_remembers_its_data_with_a_checksum(tmp_path, churn_csv):

@@ -77,7 +77,9 @@ class TrainingConfig(_Section):
         "stopped at its chosen epoch), or auto (folds with cross-validation, else refit)")
     ensemble: int = Field(
         3, ge=1, description="with final folds: the top trials whose fold models greedy ensemble selection "
-        "may average, on their out-of-fold predictions (1: the best trial's alone)")
+        "may average, on their out-of-fold predictions (1: the best trial's alone); where final auto refits "
+        "(one validation split): the refits of the best recipe, each with its own seed, averaged where the "
+        "time allows (1: one network; final refit always delivers one)")
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     loss: Literal["auto", "cross_entropy", "bce", "mse", "mae", "huber"] = "auto"
     label_smoothing: float = Field(0.0, ge=0, lt=1)

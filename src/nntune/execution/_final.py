@@ -8,7 +8,8 @@ ensemble is one network to save, export and distill. Where the search's folds re
 encoding (data.encode_folds), the trials' own fold models were kept (search/_kept.py) and are
 delivered as they are: nothing is trained twice. `refit` retrains on all training rows with
 exactly the trial's recipe: the same learning-rate schedule horizon (max_epochs), stopped at the
-epoch early stopping chose. A refit that diverges, or that the time limit cuts short while the
+epoch early stopping chose; `training.ensemble` such refits with their own seeds, where the time
+allows, are averaged. A refit that diverges, or that the time limit cuts short while the
 trial's validated models are at hand, falls back to those.
 """
 
@@ -81,10 +82,11 @@ ENSEMBLE_SHARE = 0.2
 
 def final_seconds(best: optuna.trial.FrozenTrial, n_train: int, n_fold_train: int, mode: str = "refit",
                   runners_up: list[optuna.trial.FrozenTrial] = (), timeout: float | None = None,
-                  kept: KeptTrials | None = None) -> float:
+                  kept: KeptTrials | None = None, seeds: int = 1) -> float:
     """What delivering the model will take, from the trials' own timings (kept free of the
     search): the best trial's fold trainings once more, and its runners-up' within a share;
-    nothing for trials whose fold models were kept."""
+    nothing for trials whose fold models were kept. A refit: once per seed, the seeds after
+    the first within the same share."""
     def retrain(trial: optuna.trial.FrozenTrial) -> float:
         return 0.0 if kept is not None and trial.number in kept else float(trial.user_attrs.get("train_seconds", 1.0))
 
@@ -94,7 +96,9 @@ def final_seconds(best: optuna.trial.FrozenTrial, n_train: int, n_fold_train: in
         return retrain(best) * 1.1 + 0.5 + (more if timeout is None else min(more, ENSEMBLE_SHARE * timeout))
     runs = best.user_attrs.get("epochs_run") or [1]
     per_epoch = seconds / max(1, sum(runs))
-    return per_epoch * float(best.user_attrs.get("epochs", 1)) * n_train / max(1, n_fold_train) + 0.5
+    one = per_epoch * float(best.user_attrs.get("epochs", 1)) * n_train / max(1, n_fold_train)
+    more = 1.1 * one * (seeds - 1)
+    return one + 0.5 + (more if timeout is None else min(more, ENSEMBLE_SHARE * timeout))
 
 
 def deliver(plan: Plan, study: optuna.Study, best: optuna.trial.FrozenTrial, device: torch.device,
@@ -111,7 +115,7 @@ def deliver(plan: Plan, study: optuna.Study, best: optuna.trial.FrozenTrial, dev
     try:
         model = train_final(plan.table, plan.train_rows, plan.test_rows, params, final_epochs(best, max_epochs),
                             plan.model, device, plan.cfg.seed, deadline, plan.pretrained, plan.synonym_words(),
-                            horizon=max_epochs)
+                            horizon=max_epochs, seeds=refit_seeds(plan))
     except TrainingDiverged as exc:
         model = train_folds(plan, [params], device, deadline, [best.number])
         model.notes.append(f"the refit on all training rows diverged ({exc}); delivered the validated fold "
@@ -151,26 +155,64 @@ def runners_up(plan: Plan, study: optuna.Study, best: optuna.trial.FrozenTrial) 
 def train_final(table: Any, train_rows: np.ndarray, test_rows: np.ndarray, params: dict[str, Any], epochs: int,
                 source: ModelSource, device: torch.device, seed: int, deadline: float | None,
                 pretrained: dict[str, torch.Tensor] | None = None,
-                synonym_words: dict[str, list[str]] | None = None, horizon: int | None = None) -> FinalModel:
+                synonym_words: dict[str, list[str]] | None = None, horizon: int | None = None,
+                seeds: int = 1) -> FinalModel:
     """Retrain `params` on all training rows for `epochs` (the schedule spanning `horizon`),
-    then score the test rows once. The training matrix is freed before the test rows are
-    encoded, so a large table is never held twice."""
+    then score the test rows once. With `seeds` > 1, the recipe is retrained with seeds seed,
+    seed + 1, ... while the deadline leaves time for one more as long as the first took, and
+    the networks' predictions are averaged (a deep ensemble, Lakshminarayanan et al. 2017): one
+    that diverges or that the deadline cuts short is left out. The training matrix is freed
+    before the test rows are encoded, so a large table is never held twice."""
     final = encode_split(table, train_rows, None)
     head = make_head(table.task, final.y_train, len(table.classes), params)
-    torch.manual_seed(seed)
     meta = split_meta(final, head.output_dim, table.task, data_kind(table))
-    module, params = make_module(source, params, meta)
-    # A curriculum paces over max_epochs, as in the trials, whatever the final number of epochs.
-    extras = prepare_fit(module, params, final.X_train, final.y_train, task=table.task,
-                         n_classes=len(table.classes), epochs=int(params["max_epochs"]), device=device, seed=seed,
-                         pretrained=pretrained, X_unlabeled=final.X_unlabeled, difficulty=final.difficulty,
-                         kind=data_kind(table), synonyms=fold_synonyms(final, synonym_words))
-    trained = fit(module, head, final.X_train, final.y_train, params, epochs=epochs, horizon=horizon,
-                  device=device, seed=seed, deadline=deadline, **extras)
+    members: list[nn.Module] = []
+    records: list[dict[str, Any]] = []
+    used, took = params, 0.0
+    for i in range(seeds):
+        if i and (records[0]["epochs_run"] < epochs
+                  or deadline is not None and time.monotonic() + 1.1 * took > deadline):
+            break
+        started = time.monotonic()
+        torch.manual_seed(seed + i)
+        module, used = make_module(source, params, meta)
+        # A curriculum paces over max_epochs, as in the trials, whatever the final number of epochs.
+        extras = prepare_fit(module, used, final.X_train, final.y_train, task=table.task,
+                             n_classes=len(table.classes), epochs=int(used["max_epochs"]), device=device,
+                             seed=seed + i, pretrained=pretrained, X_unlabeled=final.X_unlabeled,
+                             difficulty=final.difficulty, kind=data_kind(table),
+                             synonyms=fold_synonyms(final, synonym_words))
+        try:
+            trained = fit(module, head, final.X_train, final.y_train, used, epochs=epochs, horizon=horizon,
+                          device=device, seed=seed + i, deadline=deadline, **extras)
+        except TrainingDiverged:
+            if not i:
+                raise
+            continue
+        if i and trained.epochs_run < epochs:
+            continue
+        members.append(module.eval())
+        records.append({"seed": seed + i, "epochs": epochs, "epochs_run": trained.epochs_run,
+                        "stop_reason": trained.stop_reason})
+        took = took or time.monotonic() - started
     final.X_train = None
+    module = _combined(members, head, None, None, None)
     test_scores = _test_scores(module, head, final.preprocessor, table, test_rows, device)
-    return FinalModel(module, params, head, final.preprocessor, test_scores, meta, mode="refit",
-                      planned_epochs=epochs, epochs=trained.epochs_run, stop_reason=trained.stop_reason)
+    selection: dict[str, Any] = {}
+    if len(members) > 1:
+        selection = {"seeds": [r["seed"] for r in records], "configs": [used], "member_config": [0] * len(members),
+                     "test_best_trial": _test_scores(members[0], head, final.preprocessor, table, test_rows, device)}
+    return FinalModel(module, used, head, final.preprocessor, test_scores, meta, mode="refit",
+                      planned_epochs=epochs, epochs=records[0]["epochs_run"], stop_reason=records[0]["stop_reason"],
+                      members=records if len(members) > 1 else [], selection=selection)
+
+
+def refit_seeds(plan: Plan) -> int:
+    """How many refits of the recipe the delivered model averages: `training.ensemble` where
+    `final: auto` chose the refit; one where the user asked for a refit (`--final refit`, the
+    way to one network) or a compress step prunes whole neurons (which takes one network)."""
+    one_network = any(step.method == "prune" and step.structured for step in plan.cfg.compress)
+    return 1 if one_network or plan.cfg.training.final == "refit" else plan.cfg.training.ensemble
 
 
 @dataclass

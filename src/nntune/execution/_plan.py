@@ -401,6 +401,13 @@ def _is_shape_key(key: str, family: str) -> bool:
 # 32, one thread: 11x the sequential trainer's samples/s at 16 members, 13.5x at 32, no more at
 # 64; 16, because a batch is a step the sampler takes without seeing any of its results.
 POPULATION_AUTO = 16
+# ... and only where a training fold has this many rows. Measured at 60 s on the 19 development
+# tables (docs/population.md): populations ran 1.4-6x the trials on every table whose folds have
+# 360 rows or more (one with a single-trial budget aside), and no more on the twelve below 300
+# (0.6-0.9x on six, 1.1-1.6x on four): there an epoch is a few steps, and each member's
+# evaluation and bookkeeping, which a population does not share, outweigh the shared steps; a
+# trial pruned alone frees its time, one pruned in a population does not.
+POPULATION_MIN_ROWS = 320
 
 
 def search(plan: Plan, study: optuna.Study, budget: Budget, device: torch.device,
@@ -420,24 +427,24 @@ def search(plan: Plan, study: optuna.Study, budget: Budget, device: torch.device
                           trial_deadline=budget.trial_deadline, objectives=plan.objectives,
                           pretrained=plan.pretrained, kind=data_kind(plan.table),
                           synonym_words=plan.synonym_words(), keep=plan.kept)
-    from ._final import final_mode, final_seconds, runners_up  # (it builds on this module's Plan)
+    from ._final import final_mode, final_seconds, refit_seeds, runners_up  # (it builds on this module's Plan)
 
-    n_fold_rows, mode = len(folds[0].y_train), final_mode(plan)
+    n_fold_rows, mode, seeds = len(folds[0].y_train), final_mode(plan), refit_seeds(plan)
 
     def plan_final(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         best = best_trial(study, plan.objectives)
         if best is not None:
             others = runners_up(plan, study, best) if mode == "folds" else []
             budget.expect_final(final_seconds(best, len(plan.train_rows), n_fold_rows, mode, others,
-                                              budget.timeout, plan.kept))
+                                              budget.timeout, plan.kept, seeds if mode == "refit" else 1))
 
-    size, auto = population_size(plan, device)
+    size, auto = population_size(plan, device, n_fold_rows)
     run_trials(study, objective, plan.n_trials, budget.search_deadline,
                callbacks=[plan_final, *callbacks], retries=plan.cfg.execution.retries,
                population=size, population_auto=auto)
 
 
-def population_size(plan: Plan, device: torch.device) -> tuple[int, bool]:
+def population_size(plan: Plan, device: torch.device, fold_rows: int | None = None) -> tuple[int, bool]:
     """How many trials train at once (1: each alone), and whether only small networks do.
     `auto`: POPULATION_AUTO on CPU, with a sampler that proposes each trial (not a grid), where
     the study is this process's alone (one worker, storage that is not a database server):
@@ -449,6 +456,7 @@ def population_size(plan: Plan, device: torch.device) -> tuple[int, bool]:
     if cfg.search.population == "auto":
         shared = (cfg.execution.workers > 1 or cfg.execution.backend != "local"
                   or (cfg.storage is not None and "://" in cfg.storage and not cfg.storage.startswith("sqlite")))
-        return (POPULATION_AUTO, True) if device.type == "cpu" and not shared else (1, False)
+        small = fold_rows is not None and fold_rows < POPULATION_MIN_ROWS
+        return (POPULATION_AUTO, True) if device.type == "cpu" and not shared and not small else (1, False)
     return int(cfg.search.population), False
 

@@ -69,6 +69,11 @@ def summary_table(result: dict[str, Any]) -> Table:
 def ensemble_text(result: dict[str, Any]) -> str:
     """The delivered ensemble beside the best trial alone, on validation and test rows."""
     ensemble, metric = result["ensemble"], result["metric"]
+    if "seeds" in ensemble:  # refits of the best trial's recipe, one per seed
+        test, seeds = ensemble["test"], ", ".join(map(str, ensemble["seeds"]))
+        return (f"{len(ensemble['seeds'])} refits of trial {result['best_trial']}'s recipe (seeds {seeds}) "
+                f"averaged: test {test['ensemble'].get(metric, float('nan')):.4f} "
+                f"(the first alone {test['best_trial'].get(metric, float('nan')):.4f})")
     trials = ", ".join(f"{n} x{c}" for n, c in zip(ensemble["trials"], ensemble["counts"], strict=True))
     val, test = ensemble["validation"], ensemble["test"]
     return (f"fold models of trials {trials}: out-of-fold {metric} {val['ensemble']:.4f} (best trial alone "
