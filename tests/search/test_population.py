@@ -92,3 +92,41 @@ def test_members_after_the_first_are_drawn_by_tpe_in_the_gp_phase():
     assert phases[first.number] == "gp" and phases[member.number] == "tpe"
     assert member.params["units"] == first.params["units"] and member.params["lr"] != first.params["lr"]
     assert study.trials[member.number].state == optuna.trial.TrialState.RUNNING  # nobody else can take it
+
+
+def test_auto_trains_populations_only_where_one_step_is_small_work():
+    # Each case one of the measured points (16 members against the sequential trainer, one
+    # thread; docs/population.md): populations pay below AUTO_MAX_STEP_WORK and not above.
+    from nntune.search._population import AUTO_MAX_STEP_WORK, step_work
+
+    plain = {"n_layers": 2, "units": 64, "batch_size": 32}
+    assert step_work(plain, 14) <= AUTO_MAX_STEP_WORK  # 4.9x
+    assert step_work({**plain, "units": 256, "batch_size": 512}, 14) > AUTO_MAX_STEP_WORK  # 0.9x
+    lite = {"n_layers": 2, "units": 16, "embedding": "plr_lite"}
+    assert step_work({**lite, "batch_size": 64}, 14, numeric=10) <= AUTO_MAX_STEP_WORK  # 2.7x
+    assert step_work({**lite, "batch_size": 512}, 14, numeric=10) > AUTO_MAX_STEP_WORK  # 0.9x
+    batch_norm = {"n_layers": 2, "units": 64, "norm": "batch"}
+    assert step_work({**batch_norm, "batch_size": 32}, 14) <= AUTO_MAX_STEP_WORK  # 3.2x
+    assert step_work({**batch_norm, "units": 128, "batch_size": 128}, 14) > AUTO_MAX_STEP_WORK  # 0.9x
+
+
+def test_auto_populations_take_no_more_members_than_lone_trials_fit_in_the_time_left():
+    import datetime
+    import time
+
+    from nntune.search._population import Batches
+
+    study = optuna.create_study()
+    start = datetime.datetime(2026, 1, 1)
+    for number, (seconds, attrs) in enumerate([(4.0, {}), (5.0, {}), (6.0, {}),
+                                               (0.5, {"population": {"first": 3, "size": 16}})]):
+        study.add_trial(optuna.trial.FrozenTrial(
+            number=number, trial_id=number, state=optuna.trial.TrialState.COMPLETE, value=0.5, values=None,
+            datetime_start=start, datetime_complete=start + datetime.timedelta(seconds=seconds), params={},
+            distributions={}, user_attrs=attrs, system_attrs={}, intermediate_values={}))
+    batches = Batches.__new__(Batches)
+    batches.size = 16
+    batches.stop_at = lambda: time.monotonic() + 31.0
+    assert batches.fits_in_time(study) == 6  # the lone trials' median: 5 s
+    batches.stop_at = lambda: None  # no time limit: the full population
+    assert batches.fits_in_time(study) == 16

@@ -32,7 +32,8 @@ def build(recipe, task, y, seed):
     n_classes = 0 if task == "regression" else int(y.max()) + 1
     head = make_head(task, y, n_classes, recipe)
     torch.manual_seed(seed)
-    module = build_model("mlp", recipe, ModelMeta(5, head.output_dim, task))
+    # (the first 3 columns count as numeric: what a numerical embedding embeds)
+    module = build_model("mlp", recipe, ModelMeta(5, head.output_dim, task, extra={"numeric_columns": 3}))
     return module, head
 
 
@@ -76,6 +77,16 @@ RECIPES = [
                  id="adam-plateau-regression"),
     pytest.param({"optimizer": "adam", "lr": 3e-3, "loss": "bce", "class_weight": "balanced",
                   "label_smoothing": 0.05}, "binary", id="bce-weighted"),
+    pytest.param({"optimizer": "sgd", "lr": 1e-2, "momentum": 0.9, "schedule": "cosine", "norm": "batch"},
+                 "multiclass", id="sgd-cosine-batchnorm"),
+    pytest.param({"optimizer": "adamw", "lr": 2e-3, "weight_decay": 3e-4, "schedule": "constant",
+                  "embedding": "plr_lite"}, "binary", id="adamw-plr-lite"),
+    # (Batch norm with SGD: under Adam the bias before a batch norm has a gradient of zero up to
+    # float noise, which Adam scales to full steps, so two runs' running means part by more
+    # than float noise although neither is wrong.)
+    pytest.param({"optimizer": "sgd", "lr": 5e-3, "momentum": 0.9, "schedule": "cosine", "norm": "batch",
+                  "embedding": "plr_lite", "embedding_scale": 0.3}, "regression",
+                 id="sgd-plr-lite-batchnorm-regression"),
 ]
 
 
@@ -135,6 +146,11 @@ def test_only_plain_networks_of_one_loop_share_a_population():
     assert population_key(plain) == population_key({**plain, "units": 300, "lr": 0.1, "dropout": 0.3})
     assert population_key(plain) != population_key({**plain, "n_layers": 3})
     assert population_key(plain) != population_key({**plain, "batch_size": 128})
-    for other in ({"norm": "batch"}, {"embedding": "plr_lite"}, {"k": 4}, {"optimizer": "rmsprop"},
+    for shape in ({"norm": "batch"}, {"norm": "layer"}, {"embedding": "plr_lite"}):
+        assert population_key({**plain, **shape}) not in (None, population_key(plain))
+    lite = {**plain, "embedding": "plr_lite"}
+    assert population_key(lite) == population_key({**lite, "embedding_scale": 0.5})
+    assert population_key(lite) != population_key({**lite, "embedding_dim": 16})
+    for other in ({"norm": "weight"}, {"embedding": "plr"}, {"k": 4}, {"optimizer": "rmsprop"},
                   {"mixup_alpha": 0.2}, {"clip_norm": 1.0}):
         assert population_key({**plain, **other}) is None

@@ -13,6 +13,7 @@ ordinary trials.
 from __future__ import annotations
 
 import contextlib
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -23,6 +24,7 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from ..errors import TrialFailed
 from ..training import Member, fit_population, population_key
+from ..training._recipe import DEFAULTS as RECIPE_DEFAULTS
 from ._auto import MEMBER_ATTR
 from ._objective import Objective
 from ._space import suggest
@@ -32,15 +34,24 @@ from ._space import suggest
 SHAPE = ("family", "n_layers", "activation", "norm", "residual", "embedding", "k", "optimizer", "nesterov",
          "schedule", "batch_size", "max_epochs", "warmup_epochs", "loss", "class_weight", "mixup_alpha",
          "curriculum", "augment")
-# A member this large already keeps a thread busy alone (benchmarks/population.py: the
-# sequential trainer reaches about three quarters of the matrix-multiply peak on 3 x 256 at
-# batch 256), so `auto` trains it alone.
-AUTO_MAX_WEIGHTS = 40_000
+# `auto` trains a population only where one member's step is small work: batch size x
+# (weights + what the embedding costs per row), in multiply-adds. Where a step is more, the
+# sequential trainer already keeps the thread busy and a population trains no faster.
+# Measured (16 members against the sequential trainer, one thread, 2-layer MLPs of 16-256 units
+# at batch 32-512, with and without plr_lite and batch norm; docs/population.md): 3-9x at up to
+# 0.3 M, 1.6-2.5x around 1-1.5 M, 1.0-1.4x at 2-5 M, 0.7-1.1x above.
+AUTO_MAX_STEP_WORK = 1_500_000
+# The lite periodic embedding's cost per row, per numeric column and frequency (a cosine, a
+# sine and their share of the shared linear layer), in multiply-adds of the same measurement.
+PLR_COST = 30
+# Batch norm's per-unit statistics cost a population about as much again as its products.
+BATCH_NORM_FACTOR = 2
 Outcome = tuple[str, Any]  # ("complete", value) | ("pruned", exc) | ("fail", TrialFailed)
 
 
-def can_share(objective: Objective, params: dict[str, Any], input_dim: int, auto: bool) -> bool:
-    """Whether this trial's network may train in a population."""
+def can_share(objective: Objective, params: dict[str, Any], input_dim: int, auto: bool, numeric: int = 0) -> bool:
+    """Whether this trial's network may train in a population (`numeric`: the table's numeric
+    input columns, which a numerical embedding embeds)."""
     family = params.get("family", objective.model) if objective.model == "auto" else objective.model
     if family != "mlp" or objective.kind != "table" or objective.pretrained is not None or objective.multi:
         return False
@@ -48,14 +59,24 @@ def can_share(objective: Objective, params: dict[str, Any], input_dim: int, auto
         return False
     if population_key(params) is None:
         return False
-    return not auto or _weights(params, input_dim) <= AUTO_MAX_WEIGHTS
+    return not auto or step_work(params, input_dim, numeric) <= AUTO_MAX_STEP_WORK
 
 
-def _weights(params: dict[str, Any], input_dim: int) -> int:
-    from ..models.mlp import layer_widths
+def step_work(params: dict[str, Any], input_dim: int, numeric: int = 0) -> float:
+    """What one training step of this MLP costs alone, in multiply-adds (see AUTO_MAX_STEP_WORK)."""
+    from ..models.mlp import DEFAULTS, layer_widths
 
+    params = {**RECIPE_DEFAULTS, **DEFAULTS, **params}
+    per_row = 0.0
+    if params["embedding"] != "none" and numeric:
+        dim, frequencies = int(params["embedding_dim"]), int(params["embedding_frequencies"])
+        input_dim += numeric * (dim - 1)
+        per_row += numeric * frequencies * PLR_COST
     widths = [input_dim, *layer_widths(params), 1]
-    return sum(a * b for a, b in zip(widths, widths[1:], strict=False))
+    per_row += sum(a * b for a, b in zip(widths, widths[1:], strict=False))
+    if params["norm"] == "batch":
+        per_row *= BATCH_NORM_FACTOR
+    return float(params["batch_size"]) * per_row
 
 
 def shape_of(trial: optuna.Trial, params: dict[str, Any]) -> dict[str, Any]:
@@ -125,9 +146,24 @@ class Batches:
     """Asks, trains and tells one batch of trials at a time (the trial loop's population mode)."""
 
     def __init__(self, objective: Objective, size: int, auto: bool,
-                 guard: Callable[[optuna.Trial], None]) -> None:
-        self.objective, self.size, self.auto, self.guard = objective, size, auto, guard
-        self.input_dim = int(objective.folds[0].X_train.shape[1]) if objective.folds[0].X_train.ndim == 2 else 0
+                 guard: Callable[[optuna.Trial], None], stop_at: Callable[[], float | None] | None = None) -> None:
+        self.objective, self.size, self.auto, self.guard, self.stop_at = objective, size, auto, guard, stop_at
+        split = objective.folds[0]
+        self.input_dim = int(split.X_train.shape[1]) if split.X_train.ndim == 2 else 0
+        extra = split.model_input().get("extra", {}) if objective.kind == "table" else {}
+        self.numeric = int(extra.get("numeric_columns", 0))
+
+    def fits_in_time(self, study: optuna.Study) -> int:
+        """Under `auto`, at most as many members as lone trials would fit in the time left (a
+        population trains them faster than one by one, so it ends before the budget does)."""
+        due = self.stop_at() if self.stop_at is not None else None
+        alone = [(t.datetime_complete - t.datetime_start).total_seconds()
+                 for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                 if not t.user_attrs.get("population") and t.datetime_start and t.datetime_complete]
+        if due is None or not alone:
+            return self.size
+        typical = sorted(alone)[len(alone) // 2]
+        return max(1, int((due - time.monotonic()) / max(typical, 1e-3)))
 
     def step(self, study: optuna.Study, free: int | None) -> list[FrozenTrial]:
         """One batch: up to min(size, free) trials; returns them as told."""
@@ -141,7 +177,8 @@ class Batches:
             return [study.tell(first, state=TrialState.FAIL)]
         room = self.size if free is None else min(self.size, free)
         trials, told = [first], []
-        if room > 1 and not queued and can_share(self.objective, params, self.input_dim, self.auto):
+        if room > 1 and not queued and can_share(self.objective, params, self.input_dim, self.auto, self.numeric):
+            room = min(room, self.fits_in_time(study)) if self.auto else room
             shape = shape_of(first, params)
             key = population_key(params)
             for _ in range(room - 1):

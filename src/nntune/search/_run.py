@@ -146,7 +146,7 @@ def run_trials(
         loop = _Loop(study, objective, n_trials, stop_at, callbacks, retries)
         batches = None
         if population > 1 and isinstance(objective, Objective):
-            batches = Batches(objective, population, population_auto, loop.claim)
+            batches = Batches(objective, population, population_auto, loop.claim, stop_at)
         loop.run(batches)
     finally:
         optuna_logger.setLevel(level)

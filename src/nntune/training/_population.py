@@ -10,7 +10,11 @@ How the population is laid out, and why it is written here rather than with `tor
   and (K, out). Members narrower than the population are padded with zeros; a padded unit's
   pre-activation is 0, every activation maps 0 to 0, and no gradient reaches a padded weight,
   so a padded member trains exactly as it would alone. (Layer norm averages over the member's
-  own units only, through a mask.)
+  own units only, through a mask; batch norm keeps each member's running statistics in one
+  flat (K, S) buffer beside the weights.)
+- Lite periodic embeddings of the numeric columns (the mlp's `plr_lite`, rtdl_num_embeddings'
+  `PeriodicEmbeddings(lite=True)`) are every member's own frequencies and shared-column linear
+  layer, at the front of the flat parameter; their width is the same for every member.
 - The optimizer is written for the flat parameter (Adam, AdamW and SGD with momentum, each
   update as torch's own, in a handful of tensor operations for the whole population), because
   torch's optimizers take one learning rate per parameter group: a group per member would cost
@@ -40,21 +44,24 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import ConfigError
+from ..models._tabular_blocks import NumericEmbedding
 from ._heads import Head
 from ._metrics import Metric
 from ._recipe import DEFAULTS, Schedule
 from ._trainer import EVAL_CHUNK, FitResult, TrainingDiverged, _steps
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
-NORMS = ("none", "layer")
+NORMS = ("none", "layer", "batch")
+EMBEDDINGS = ("none", "plr_lite")
 # What every member of one population shares: the training loop's shape. (Per member: lr,
-# weight_decay, momentum, dropout, label_smoothing, widths, initial weights and seed.)
+# weight_decay, momentum, dropout, label_smoothing, widths, embedding scale, initial weights
+# and seed.)
 SHARED = ("n_layers", "activation", "norm", "optimizer", "nesterov", "schedule", "batch_size", "max_epochs",
-          "warmup_epochs", "patience", "min_delta", "restore_best", "loss", "class_weight")
+          "warmup_epochs", "patience", "min_delta", "restore_best", "loss", "class_weight", "embedding")
+EMBEDDING_SHAPE = ("embedding_dim", "embedding_frequencies")  # shared too, where there is an embedding
 # Recipe entries the population does not model: a member with any of them set trains alone.
 UNSUPPORTED = {"l1": 0.0, "l2": 0.0, "clip_norm": None, "clip_value": None, "mixup_alpha": 0.0,
-               "residual": False, "embedding": "none", "k": 1, "curriculum": "none", "augment": False,
-               "pretrain": False}
+               "residual": False, "k": 1, "curriculum": "none", "augment": False, "pretrain": False}
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": F.relu, "leaky_relu": F.leaky_relu, "gelu": F.gelu, "silu": F.silu, "tanh": torch.tanh, "selu": F.selu,
 }
@@ -67,12 +74,13 @@ def population_key(recipe: Mapping[str, Any]) -> tuple | None:
     recipe = {**DEFAULTS, **recipe}
     if recipe.get("optimizer") not in OPTIMIZERS or recipe.get("norm", "none") not in NORMS:
         return None
-    if recipe.get("activation", "relu") not in ACTIVATIONS:
+    if recipe.get("activation", "relu") not in ACTIVATIONS or recipe.get("embedding", "none") not in EMBEDDINGS:
         return None
     for name, off in UNSUPPORTED.items():
         if recipe.get(name, off) not in (off, None, 0, False, "none"):
             return None
-    return tuple(str(recipe.get(name)) for name in SHARED)
+    shared = SHARED + (EMBEDDING_SHAPE if recipe.get("embedding", "none") != "none" else ())
+    return tuple(str(recipe.get(name, "none" if name == "embedding" else None)) for name in shared)
 
 
 @dataclass
@@ -99,19 +107,38 @@ class _Layout:
         depth = {len(w) for w in self.widths}
         if len(depth) != 1 or len({w[0] for w in self.widths}) != 1 or len({w[-1] for w in self.widths}) != 1:
             raise ConfigError("a population's members need the same depth, inputs and outputs")
+        embeds = {_embedding_shape(m) for m in modules}
+        if len(embeds) != 1:
+            raise ConfigError("a population's members need the same numerical embedding (or none)")
+        # (numeric columns, frequencies, values per column) of the lite periodic embedding, or None
+        self.embed: tuple[int, int, int] | None = embeds.pop()
         self.padded = [max(w[i] for w in self.widths) for i in range(len(self.widths[0]))]
-        self.slices: list[tuple[slice, slice]] = []
         offset = 0
+        self.embed_slices: tuple[slice, slice, slice] | None = None
+        if self.embed is not None:  # frequencies (n, f), linear weight stored (2f, d), bias (d)
+            n, f, d = self.embed
+            freq = slice(0, n * f)
+            weight = slice(freq.stop, freq.stop + 2 * f * d)
+            self.embed_slices = (freq, weight, slice(weight.stop, weight.stop + d))
+            offset = weight.stop + d
+        self.slices: list[tuple[slice, slice]] = []
         for a, b in zip(self.padded, self.padded[1:], strict=False):
             weight = slice(offset, offset + a * b)
             bias = slice(weight.stop, weight.stop + b)
             self.slices.append((weight, bias))
             offset = bias.stop
         self.norm_slices: list[tuple[slice, slice]] = []
-        for width in self.padded[1:-1]:  # layer norm gain and shift per hidden layer
+        for width in self.padded[1:-1]:  # norm gain and shift per hidden layer
             self.norm_slices.append((slice(offset, offset + width), slice(offset + width, offset + 2 * width)))
             offset += 2 * width
         self.size = offset
+        # Batch norm's running mean and variance per hidden layer, in a (K, S) buffer.
+        self.stat_slices: list[tuple[slice, slice]] = []
+        start = 0
+        for width in self.padded[1:-1]:
+            self.stat_slices.append((slice(start, start + width), slice(start + width, start + 2 * width)))
+            start += 2 * width
+        self.stat_size = start
 
     def masks(self, device: torch.device) -> list[torch.Tensor]:
         """Per hidden layer (K, 1, width): 1 on each member's own units, 0 on the padding."""
@@ -125,11 +152,23 @@ class _Layout:
 def _widths(module: nn.Module) -> list[int]:
     blocks = list(getattr(module, "blocks", []))
     head = getattr(module, "head", None)
-    if not isinstance(head, nn.Linear) or any(not isinstance(getattr(b, "linear", None), nn.Linear) for b in blocks):
-        raise ConfigError("population training takes plain MLPs (family mlp, no embeddings, TabM members or "
-                          "weight norm)")
+    if not isinstance(head, nn.Linear) or any(not isinstance(getattr(b, "linear", None), nn.Linear) for b in blocks) \
+            or getattr(module, "members", 1) != 1 or getattr(module, "member_scale", None) is not None:
+        raise ConfigError("population training takes plain MLPs (family mlp, embedding none or plr_lite, no TabM "
+                          "members or weight norm)")
     linears = [b.linear for b in blocks] + [head]
     return [linears[0].in_features] + [lin.out_features for lin in linears]
+
+
+def _embedding_shape(module: nn.Module) -> tuple[int, int, int] | None:
+    embedding = getattr(module, "embedding", None)
+    if embedding is None:
+        return None
+    embed = getattr(embedding, "embed", None)
+    if not isinstance(embedding, NumericEmbedding) or not isinstance(embed.linear, nn.Linear) \
+            or not isinstance(embed.activation, nn.ReLU):
+        raise ConfigError("population training takes the lite periodic embedding (plr_lite) only")
+    return embedding.n_numeric, int(embed.periodic.weight.shape[1]), embedding.dim
 
 
 def _linears(module: nn.Module) -> list[nn.Linear]:
@@ -144,41 +183,57 @@ class _Population:
     """The K members as one batched MLP over inputs (K, B, F) or shared rows (B, F).
 
     The weights are one flat (K, P) tensor, and so are their gradients; each layer's weight,
-    bias and layer-norm gain and shift is a leaf tensor viewing its columns, its `.grad` a view
-    of the flat gradient, which backward fills in place. So the optimizer updates the whole
-    population in a few operations on two tensors, without copying a layer in or out."""
+    bias, norm gain and shift and embedding part is a leaf tensor viewing its columns, its `.grad`
+    a view of the flat gradient, which backward fills in place. So the optimizer updates the
+    whole population in a few operations on two tensors, without copying a layer in or out."""
 
     def __init__(self, members: Sequence[Member], device: torch.device) -> None:
         modules = [m.module for m in members]
         self.layout = _Layout(modules)
         recipes = [{**DEFAULTS, **m.recipe} for m in members]
         self.activation = ACTIVATIONS[recipes[0].get("activation", "relu")]
-        self.layer_norm = recipes[0].get("norm", "none") == "layer"
+        norm = recipes[0].get("norm", "none")
+        self.layer_norm, self.batch_norm = norm == "layer", norm == "batch"
         self.training = True
         flat = torch.zeros(len(members), self.layout.size)
+        stats = torch.zeros(len(members), self.layout.stat_size)
         for k, module in enumerate(modules):
+            if self.layout.embed_slices is not None:
+                freq, weight, bias = self.layout.embed_slices
+                embed = module.embedding.embed
+                flat[k, freq] = embed.periodic.weight.detach().reshape(-1)
+                flat[k, weight] = embed.linear.weight.detach().t().reshape(-1)  # stored (2f, d)
+                flat[k, bias] = embed.linear.bias.detach()
             for (w, b), lin, (i, o) in zip(self.layout.slices, _linears(module), self._shapes(), strict=True):
                 weight = torch.zeros(o, i)
                 weight[:lin.out_features, :lin.in_features] = lin.weight.detach()
                 flat[k, w] = weight.t().reshape(-1)  # stored (in, out): x @ W without a transpose
                 flat[k, b.start:b.start + lin.out_features] = lin.bias.detach()
-            if self.layer_norm:
+            if self.layer_norm or self.batch_norm:
                 for (g, s), norm in zip(self.layout.norm_slices, _norms(module), strict=True):
-                    width = norm.normalized_shape[0]
+                    width = norm.weight.shape[0]
                     flat[k, g.start:g.start + width] = norm.weight.detach()
                     flat[k, s.start:s.start + width] = norm.bias.detach()
+            if self.batch_norm:
+                for (mean, var), norm in zip(self.layout.stat_slices, _norms(module), strict=True):
+                    width = norm.weight.shape[0]
+                    stats[k, mean.start:mean.start + width] = norm.running_mean
+                    stats[k, var.start:var.start + width] = norm.running_var
         self.masks = self.layout.masks(device)
         self.dropout = torch.tensor([float(r.get("dropout", 0.0)) for r in recipes], device=device).view(-1, 1, 1)
-        self.eps = [float(norm.eps) for norm in _norms(modules[0])] if self.layer_norm else []
-        self._bind(flat.to(device))
+        norms = _norms(modules[0]) if self.layer_norm or self.batch_norm else []
+        self.eps = [float(norm.eps) for norm in norms]
+        self.stat_momentum = [float(norm.momentum) for norm in norms] if self.batch_norm else []
+        self._bind(flat.to(device), stats.to(device))
 
     def _shapes(self) -> list[tuple[int, int]]:
         padded = self.layout.padded
         return list(zip(padded, padded[1:], strict=False))
 
-    def _bind(self, flat: torch.Tensor) -> None:
-        """Leaves viewing `flat` (and gradients viewing one flat gradient)."""
-        self.flat, self.grad = flat, torch.zeros_like(flat)
+    def _bind(self, flat: torch.Tensor, stats: torch.Tensor) -> None:
+        """Leaves viewing `flat` (and gradients viewing one flat gradient); batch norm's running
+        statistics viewing `stats`."""
+        self.flat, self.grad, self.stats = flat, torch.zeros_like(flat), stats
         K = flat.shape[0]
 
         def leaf(columns: slice, *shape: int) -> torch.Tensor:
@@ -190,10 +245,15 @@ class _Population:
         self.biases = [leaf(b, 1, o) for (_, b), (_, o) in zip(self.layout.slices, self._shapes(), strict=True)]
         self.gains = [leaf(g, 1, g.stop - g.start) for g, _ in self.layout.norm_slices]
         self.shifts = [leaf(s, 1, s.stop - s.start) for _, s in self.layout.norm_slices]
+        self.running = [(stats[:, mean], stats[:, var]) for mean, var in self.layout.stat_slices]
+        if self.layout.embed_slices is not None:
+            (n, f, d), (freq, weight, bias) = self.layout.embed, self.layout.embed_slices
+            self.frequencies = leaf(freq, 1, n, f)
+            self.embed_weight, self.embed_bias = leaf(weight, 2 * f, d), leaf(bias, 1, d)
 
     def keep(self, rows: torch.Tensor) -> None:
         """Only these members (indices into the current population) go on."""
-        self._bind(self.flat[rows].clone())
+        self._bind(self.flat[rows].clone(), self.stats[rows].clone())
         self.masks = [m[rows] for m in self.masks]
         self.dropout = self.dropout[rows]
 
@@ -204,16 +264,16 @@ class _Population:
         self.training = False
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        h = x
+        h = self._embed(x) if self.layout.embed is not None else x
         last = len(self.weights) - 1
         for layer, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
             h = torch.baddbmm(bias, h, weight) if h.dim() == 3 else torch.matmul(h, weight) + bias
             if layer == last:
                 return h
-            if self.layer_norm:
+            if self.layer_norm or self.batch_norm:
                 mask = self.masks[layer]
-                h = _masked_layer_norm(h, mask, self.eps[layer]) * self.gains[layer] + self.shifts[layer]
-                h = self.activation(h) * mask
+                normed = _masked_layer_norm(h, mask, self.eps[layer]) if self.layer_norm else self._batch_norm(h, layer)
+                h = self.activation(normed * self.gains[layer] + self.shifts[layer]) * mask
             else:
                 h = self.activation(h)
             if self.training and bool((self.dropout > 0).any()):
@@ -221,18 +281,58 @@ class _Population:
                 h = h * (torch.rand_like(h) < keep) / keep
         return h
 
-    def write_back(self, k: int, module: nn.Module, flat: torch.Tensor) -> None:
-        """Member k's weights (row k of `flat`, in the first layout) into its own MLP, unpadded."""
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        """PeriodicEmbeddings(lite=True) of the numeric columns, per member: (K, B, n * d + rest)."""
+        n = self.layout.embed[0]
+        numeric, rest = x[..., :n], x[..., n:]
+        if x.dim() == 2:  # shared rows (evaluation)
+            numeric, rest = numeric.unsqueeze(0), rest.unsqueeze(0).expand(self.flat.shape[0], -1, -1)
+        z = 2 * math.pi * self.frequencies * numeric[..., None]  # (K, B, n, f)
+        K, B = z.shape[:2]
+        z = torch.cat([torch.cos(z), torch.sin(z)], -1).view(K, -1, z.shape[-1] * 2)
+        # One (B * n, 2f) x (2f, d) product per member: a broadcast 4-D matmul would run B * K small ones.
+        embedded = F.relu(torch.baddbmm(self.embed_bias, z, self.embed_weight))  # (K, B * n, d)
+        return torch.cat([embedded.view(K, B, -1), rest], -1)
+
+    def _batch_norm(self, h: torch.Tensor, layer: int) -> torch.Tensor:
+        """nn.BatchNorm1d per member: the batch's statistics while training (running averages
+        updated as torch updates them, with the unbiased variance), the running ones in eval."""
+        running_mean, running_var = self.running[layer]  # (K, W) views of `stats`; h is (K, B, W)
+        if not self.training:
+            return (h - running_mean[:, None]) / torch.sqrt(running_var[:, None] + self.eps[layer])
+        mean = h.mean(1, keepdim=True)
+        var = h.var(1, unbiased=False, keepdim=True)
         with torch.no_grad():
+            rows = h.shape[1]
+            momentum = self.stat_momentum[layer]
+            running_mean.lerp_(mean.squeeze(1), momentum)
+            running_var.lerp_(var.squeeze(1) * (rows / max(rows - 1, 1)), momentum)
+        return (h - mean) / torch.sqrt(var + self.eps[layer])
+
+    def write_back(self, k: int, module: nn.Module, flat: torch.Tensor, stats: torch.Tensor) -> None:
+        """Member k's weights (row k of `flat`, in the first layout) and running statistics (row
+        k of `stats`) into its own MLP, unpadded."""
+        with torch.no_grad():
+            if self.layout.embed_slices is not None:
+                (n, f, d), (freq, weight, bias) = self.layout.embed, self.layout.embed_slices
+                embed = module.embedding.embed
+                embed.periodic.weight.copy_(flat[k, freq].view(n, f))
+                embed.linear.weight.copy_(flat[k, weight].view(2 * f, d).t())
+                embed.linear.bias.copy_(flat[k, bias])
             for (w, b), lin, (i, o) in zip(self.layout.slices, _linears(module), self._shapes(), strict=True):
                 weight = flat[k, w].view(i, o).t()
                 lin.weight.copy_(weight[:lin.out_features, :lin.in_features])
                 lin.bias.copy_(flat[k, b][:lin.out_features])
-            if self.layer_norm:
+            if self.layer_norm or self.batch_norm:
                 for (g, s), norm in zip(self.layout.norm_slices, _norms(module), strict=True):
-                    width = norm.normalized_shape[0]
+                    width = norm.weight.shape[0]
                     norm.weight.copy_(flat[k, g][:width])
                     norm.bias.copy_(flat[k, s][:width])
+            if self.batch_norm:
+                for (mean, var), norm in zip(self.layout.stat_slices, _norms(module), strict=True):
+                    width = norm.weight.shape[0]
+                    norm.running_mean.copy_(stats[k, mean][:width])
+                    norm.running_var.copy_(stats[k, var][:width])
 
 
 def _masked_layer_norm(h: torch.Tensor, mask: torch.Tensor, eps: float) -> torch.Tensor:
@@ -420,6 +520,7 @@ def _fit_population(members, head, X_train, y_train, X_val, y_val, metric, epoch
     results = [MemberResult() for _ in members]
     active = list(range(len(members)))  # the member each population row trains
     best = model.flat.clone()  # per member: the weights it will keep
+    best_stats = model.stats.clone()  # and its batch norm statistics
     bad = [0] * len(members)
     started = time.monotonic()
     for epoch in range(1, epochs + 1):
@@ -472,7 +573,7 @@ def _fit_population(members, head, X_train, y_train, X_val, y_val, metric, epoch
                             or score == result.best_score:
                         result.best_epoch, result.best_score, bad[member] = epoch, score, 0
                         if restore:
-                            best[member] = model.flat[row]
+                            best[member], best_stats[member] = model.flat[row], model.stats[row]
                     else:
                         bad[member] += 1
                 else:
@@ -498,13 +599,13 @@ def _fit_population(members, head, X_train, y_train, X_val, y_val, metric, epoch
         if leaving:
             for row in leaving:
                 if not restore:
-                    best[active[row]] = model.flat[row]
+                    best[active[row]], best_stats[active[row]] = model.flat[row], model.stats[row]
             active = _without(model, optimizer, loss_fn, active, leaving)
         if not active:
             break
     seconds = time.monotonic() - started
     for k, (member, result) in enumerate(zip(members, results, strict=True)):
-        model.write_back(k, member.module, best)
+        model.write_back(k, member.module, best, best_stats)
         member.module.eval()
         result.seconds = seconds
     return results
