@@ -14,10 +14,18 @@ count trainings of that many epochs: K / seconds for a population, 1 / seconds f
 the ratio is to `fit`. The share of peak counts 6 floating-point operations per weight and
 sample (forward 2, backward 4) against one thread's torch.mm on 2048 x 2048 float32 matrices.
 
+`--auto-grid` measures instead what `population: auto` decides by (search/_population.py,
+AUTO_MAX_STEP_WORK): 16 members against `fit` alone, both with validation data as trials
+train, on a 4,096 x 14 regression table whose first 10 columns are numeric, for 2-layer MLPs of
+16-256 units at batch 32-512, plain, with lite periodic embeddings (plr_lite) and with batch
+norm; beside each, the step work `auto` computes and whether it trains that network in a
+population.
+
 Run from the repository root:
 
-    .venv/bin/python benchmarks/population.py                      # the table in docs/benchmarks.md
+    .venv/bin/python benchmarks/population.py                      # the table in docs/population.md
     .venv/bin/python benchmarks/population.py --epochs 1 --repeats 1 --sizes 1,8
+    .venv/bin/python benchmarks/population.py --auto-grid          # the auto rule's table (3 minutes)
 """
 
 from __future__ import annotations
@@ -107,6 +115,61 @@ def run(rows: int, features: int, epochs: int, repeats: int, sizes: tuple[int, .
     return records
 
 
+GRID_UNITS = (16, 64, 128, 256)
+GRID_BATCHES = (32, 64, 128, 256, 512)
+GRID_KINDS = (("plain", {}), ("plr_lite", {"embedding": "plr_lite"}), ("batch norm", {"norm": "batch"}))
+GRID_MEMBERS = 16
+
+
+def auto_grid(epochs: int = 2) -> list[dict]:
+    import numpy as np
+    import torch
+
+    from nntune.models import ModelMeta, build_model
+    from nntune.search._population import AUTO_MAX_STEP_WORK, step_work
+    from nntune.training import Member, fit, fit_population, get_metric, make_head
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(SEED)
+    rows, features, numeric = 4096, 14, 10
+    X = rng.normal(size=(rows, features)).astype(np.float32)
+    y = (X[:, 0] + np.sin(3 * X[:, 1]) + 0.1 * rng.normal(size=rows)).astype(np.float64)
+    X_val, y_val = X[:800], y[:800]
+    metric = get_metric("r2", "regression")
+    records = []
+    for units in GRID_UNITS:
+        for batch in GRID_BATCHES:
+            for kind, extra in GRID_KINDS:
+                recipe = {"optimizer": "adamw", "lr": 2e-3, "weight_decay": 3e-4, "n_layers": 2, "units": units,
+                          "dropout": 0.1, "batch_size": batch, "schedule": "constant", "max_epochs": epochs,
+                          "patience": 50, **extra}
+                head = make_head("regression", y, 0, recipe)
+                meta = ModelMeta(features, head.output_dim, "regression", extra={"numeric_columns": numeric})
+                module = build_model("mlp", recipe, meta)
+                fit(module, head, X[:500], y[:500], {**recipe, "max_epochs": 1})  # warm-up
+                started = time.perf_counter()
+                fit(module, head, X, y, recipe, X_val=X_val, y_val=y_val, metric=metric)
+                alone = time.perf_counter() - started
+                members = [Member(build_model("mlp", recipe, meta), recipe, SEED + i) for i in range(GRID_MEMBERS)]
+                started = time.perf_counter()
+                fit_population(members, head, X, y, X_val=X_val, y_val=y_val, metric=metric)
+                together = time.perf_counter() - started
+                work = step_work(recipe, features, numeric)
+                records.append({"units": units, "batch": batch, "kind": kind, "work": work,
+                                "speedup": GRID_MEMBERS * alone / together, "auto": work <= AUTO_MAX_STEP_WORK})
+                print(f"# {units} units, batch {batch}, {kind}: {records[-1]['speedup']:.2f}x", file=sys.stderr,
+                      flush=True)
+    return records
+
+
+def grid_table(records: list[dict]) -> str:
+    lines = ["| units | batch | network | step work (M) | 16 members vs fit | auto |", "|---:|---:|---|---:|---:|---|"]
+    for r in records:
+        lines.append(f"| {r['units']} | {r['batch']} | {r['kind']} | {r['work'] / 1e6:.2f} | {r['speedup']:.2f}x | "
+                     f"{'population' if r['auto'] else 'alone'} |")
+    return "\n".join(lines)
+
+
 def table(records: list[dict]) -> str:
     lines = ["| network | method | seconds | samples/s | trials/min | x fit | share of mm peak |",
              "|---|---|---:|---:|---:|---:|---:|"]
@@ -124,9 +187,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3, help="timings per method; the median is shown")
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="population sizes K")
+    parser.add_argument("--auto-grid", action="store_true",
+                        help="measure the speed-ups population: auto decides by (see above)")
     args = parser.parse_args(argv)
     sizes = tuple(int(s) for s in args.sizes.split(","))
     import torch
+
+    if args.auto_grid:
+        print(grid_table(auto_grid(args.epochs)))
+        print(f"\n4,096 x 14 (10 numeric), {args.epochs} epochs with validation, {GRID_MEMBERS} members; 1 thread; "
+              f"{os.cpu_count()} vCPU {platform.machine()}, torch {torch.__version__}.")
+        return 0
 
     records = run(args.rows, args.features, args.epochs, args.repeats, sizes)
     print(table(records))
