@@ -226,3 +226,19 @@ def test_kept_trials_hold_the_best_few_within_the_memory_bound():
     np.testing.assert_allclose(kept.get(1).out_of_fold, [0.1, 0.2, 0.3, 0.4])
     offer(3, 0.99, width=100)  # better, but more parameters than the bound allows
     assert 3 not in kept and 1 in kept
+
+
+def test_the_final_time_reserves_only_whole_refits():
+    # One refit of the best trial takes 10 s; two more seeds are asked for. A minute's budget
+    # shares a fifth (12 s) among the seeds after the first: that holds one whole refit (11 s
+    # with its margin), not the 22 s of two, and a part of one would never be trained.
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    best = create_trial(value=0.9, params={"lr": 1e-3}, distributions={"lr": FloatDistribution(1e-4, 1e-1, log=True)},
+                        user_attrs={"train_seconds": 10.0, "epochs_run": [10], "epochs": 10})
+    one = 10.0 + 0.5
+    assert _final.final_seconds(best, 800, 800, "refit", timeout=60.0, seeds=3) == pytest.approx(one + 11.0)
+    assert _final.final_seconds(best, 800, 800, "refit", timeout=200.0, seeds=3) == pytest.approx(one + 22.0)
+    assert _final.final_seconds(best, 800, 800, "refit", timeout=None, seeds=3) == pytest.approx(one + 22.0)
+    assert _final.final_seconds(best, 800, 800, "refit", timeout=30.0, seeds=3) == pytest.approx(one)

@@ -154,3 +154,16 @@ def test_only_plain_networks_of_one_loop_share_a_population():
     for other in ({"norm": "weight"}, {"embedding": "plr"}, {"k": 4}, {"optimizer": "rmsprop"},
                   {"mixup_alpha": 0.2}, {"clip_norm": 1.0}):
         assert population_key({**plain, **other}) is None
+
+
+def test_a_members_seconds_are_what_it_would_take_alone():
+    # From the population's (members training, seconds) per epoch; the final model's time
+    # estimate retrains the best member alone.
+    from nntune.training._population import _epoch_seconds_alone
+
+    assert _epoch_seconds_alone([(4, 1.0), (3, 0.8), (2, 0.6), (1, 0.4), (1, 0.42)]) == pytest.approx(0.41)
+    assert _epoch_seconds_alone([(4, 1.0), (4, 1.0), (2, 0.6)]) == pytest.approx(0.4)  # the line to 1 member
+    assert _epoch_seconds_alone([(4, 1.0), (4, 1.2)]) == pytest.approx(1.0)  # one count: a whole epoch
+    results, _ = together([{**ARCH, "optimizer": "adam", "lr": 3e-3, "batch_size": 32, "max_epochs": 6,
+                            "patience": 50, "units": u} for u in (8, 16, 32)])
+    assert all(0 < r.seconds < sum(x.seconds for x in results) for r in results)

@@ -129,7 +129,7 @@ class SearchConfig(_Section):
                           "series; token deletion, swaps, insertions and synonyms for text; noise for tables")
     population: Annotated[int, Field(ge=1)] | Literal["auto", "off"] = Field(
         "auto", description="population training: trials of one shape trained at once as one batched model "
-        "(plain MLPs on tables); auto (small networks on CPU, where it pays), off, or a number of trials K")
+        "(MLPs on tables); auto (small networks on CPU, where it pays), off, or a number of trials K")
     depth_trials: int = Field(6, ge=1, description="strategy depth: trials per depth tried, each scored by "
                               "k-fold CV; counted apart from `trials`, which all go to the chosen depth")
     depth_max: int | None = Field(None, ge=0, description="strategy depth: the deepest n_layers tried "

@@ -197,6 +197,10 @@ class TrialRun:
     predictions: list[np.ndarray] = field(default_factory=list)
     n_params: int = 0
     last_module: nn.Module | None = None
+    # Trained in a population: its seconds are what its folds would have taken alone (the
+    # population's own estimate), not the population's wall clock, which its members share.
+    in_population: bool = False
+    alone_seconds: float = 0.0
 
     @property
     def cv(self) -> bool:
@@ -217,6 +221,7 @@ class TrialRun:
         self.epochs.append(result.best_epoch)
         self.stops.append(result.stop_reason)
         self.runs.append(result.epochs_run)
+        self.alone_seconds += float(result.seconds)
         self.losses.append(_settled_loss(result.history["val_loss"], result.best_epoch))
         self.last_module = module
         if k == 0:
@@ -235,7 +240,8 @@ class TrialRun:
                 raise optuna.TrialPruned(f"pruned after fold {k + 1} of {self.n_folds}")
 
     def record(self) -> float:
-        return _record(self.trial, self.curves, self.started, self.n_params)
+        return _record(self.trial, self.curves, self.started, self.n_params,
+                       self.alone_seconds if self.in_population else None)
 
     def failed(self, exc: BaseException) -> TrialFailed:
         """Record a failure of this trial; the error to raise (the study goes on)."""
@@ -322,9 +328,11 @@ def _reporter(trial: optuna.Trial, curves: dict[str, list[float]], multi: bool =
     return on_epoch_end
 
 
-def _record(trial: optuna.Trial, curves: dict, started: float, n_params: int) -> float:
-    """Store the trial's curves, seconds and size; returns the seconds as stored."""
-    seconds = round(time.monotonic() - started, 4)
+def _record(trial: optuna.Trial, curves: dict, started: float, n_params: int,
+            seconds: float | None = None) -> float:
+    """Store the trial's curves, seconds (since `started`, unless given) and size; returns the
+    seconds as stored."""
+    seconds = round(time.monotonic() - started if seconds is None else seconds, 4)
     trial.set_user_attr("curves", curves)
     trial.set_user_attr("train_seconds", seconds)
     trial.set_user_attr("n_params", int(n_params))

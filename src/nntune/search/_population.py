@@ -88,6 +88,8 @@ def shape_of(trial: optuna.Trial, params: dict[str, Any]) -> dict[str, Any]:
 def train_population(objective: Objective, trials: Sequence[optuna.Trial]) -> list[Outcome]:
     """Train `trials` (sharing a population key) as one population per fold; one outcome each."""
     runs = [objective.start(trial) for trial in trials]
+    for run in runs:
+        run.in_population = True
     outcomes: list[Outcome | None] = [None] * len(runs)
     alive = list(range(len(runs)))
     for k, fold in enumerate(objective.folds):
@@ -119,6 +121,7 @@ def train_population(objective: Objective, trials: Sequence[optuna.Trial]) -> li
             run = runs[i]
             try:
                 if result.error is not None:
+                    run.alone_seconds += float(result.seconds)
                     raise result.error
                 run.add_fold(k, fold, member.module, head, result)
             except optuna.TrialPruned as exc:

@@ -522,8 +522,9 @@ def _fit_population(members, head, X_train, y_train, X_val, y_val, metric, epoch
     best = model.flat.clone()  # per member: the weights it will keep
     best_stats = model.stats.clone()  # and its batch norm statistics
     bad = [0] * len(members)
-    started = time.monotonic()
+    epoch_times: list[tuple[int, float]] = []  # (members training, seconds) per epoch
     for epoch in range(1, epochs + 1):
+        epoch_started = time.monotonic()
         model.train()
         optimizer.refresh()
         perms = torch.stack([torch.randperm(n, generator=generators[i]) for i in active]).to(device)
@@ -596,6 +597,7 @@ def _fit_population(members, head, X_train, y_train, X_val, y_val, metric, epoch
             leaving = list(range(len(active)))
         if epoch == epochs:
             leaving = list(range(len(active)))
+        epoch_times.append((len(active), time.monotonic() - epoch_started))
         if leaving:
             for row in leaving:
                 if not restore:
@@ -603,12 +605,34 @@ def _fit_population(members, head, X_train, y_train, X_val, y_val, metric, epoch
             active = _without(model, optimizer, loss_fn, active, leaving)
         if not active:
             break
-    seconds = time.monotonic() - started
+    per_epoch = _epoch_seconds_alone(epoch_times)
     for k, (member, result) in enumerate(zip(members, results, strict=True)):
         model.write_back(k, member.module, best, best_stats)
         member.module.eval()
-        result.seconds = seconds
+        # What the member would have taken alone, not the population's time: the final model's
+        # time estimate retrains it alone (execution/_final.py final_seconds).
+        result.seconds = per_epoch * result.epochs_run
     return results
+
+
+def _epoch_seconds_alone(epoch_times: Sequence[tuple[int, float]]) -> float:
+    """One member's seconds per epoch alone, from the population's (members training,
+    seconds) per epoch: measured where one member trained on its own, else the least-squares
+    line through the epochs' times extrapolated to one member (members leave at different
+    epochs, so the counts differ), else, all epochs of one count, the time of a whole epoch."""
+    if not epoch_times:
+        return 0.0
+    alone = [t for k, t in epoch_times if k == 1]
+    if alone:
+        return float(np.median(alone))
+    counts = np.array([k for k, _ in epoch_times], dtype=float)
+    times = np.array([t for _, t in epoch_times], dtype=float)
+    fastest = float(times.min())
+    if np.ptp(counts) == 0:
+        return fastest
+    slope, intercept = np.polyfit(counts, times, 1)
+    # (bounded: at least one member's share of the fastest epoch, at most the fastest epoch)
+    return float(np.clip(intercept + slope, fastest / counts.max(), fastest))
 
 
 def _without(model: _Population, optimizer: _Optimizer, loss_fn: _Loss, active: list[int],
