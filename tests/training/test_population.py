@@ -164,6 +164,14 @@ def test_a_members_seconds_are_what_it_would_take_alone():
     assert _epoch_seconds_alone([(4, 1.0), (3, 0.8), (2, 0.6), (1, 0.4), (1, 0.42)]) == pytest.approx(0.41)
     assert _epoch_seconds_alone([(4, 1.0), (4, 1.0), (2, 0.6)]) == pytest.approx(0.4)  # the line to 1 member
     assert _epoch_seconds_alone([(4, 1.0), (4, 1.2)]) == pytest.approx(1.0)  # one count: a whole epoch
-    results, _ = together([{**ARCH, "optimizer": "adam", "lr": 3e-3, "batch_size": 32, "max_epochs": 6,
-                            "patience": 50, "units": u} for u in (8, 16, 32)])
-    assert all(0 < r.seconds < sum(x.seconds for x in results) for r in results)
+
+    def stop(member, epoch, logs):  # members 1 and 2 leave after epochs 2 and 4; member 0 trains 6
+        if (member, epoch) in ((1, 2), (2, 4)):
+            raise RuntimeError("stopped")
+
+    recipe = {**ARCH, "optimizer": "adam", "lr": 3e-3, "batch_size": 32, "max_epochs": 6, "patience": 50}
+    results, _ = together([recipe] * 3, on_epoch_end=stop)
+    assert [r.epochs_run for r in results] == [6, 2, 4]
+    # one per-epoch cost for all, times each member's own epochs (not the population's shared time)
+    assert results[1].seconds == pytest.approx(results[0].seconds / 3)
+    assert results[2].seconds == pytest.approx(2 * results[0].seconds / 3)

@@ -96,23 +96,18 @@ def train_population(objective: Objective, trials: Sequence[optuna.Trial]) -> li
         if k and any(runs[i].out_of_time() for i in alive):
             break
         members, heads = [], []
+        reporters = [runs[i].reporter(k) for i in alive]
+        deadlines = [runs[i].deadline for i in alive if runs[i].deadline is not None]
         try:
             for i in alive:
                 module, head = objective.build(runs[i], k, fold)
                 members.append(Member(module, runs[i].params, objective.seed + runs[i].trial.number))
                 heads.append(head)
-        except Exception as exc:  # the networks could not be built: these trials fail
-            for i in alive:
-                outcomes[i] = ("fail", runs[i].failed(exc))
-            return outcomes  # type: ignore[return-value]
-        reporters = [runs[i].reporter(k) for i in alive]
-        deadlines = [runs[i].deadline for i in alive if runs[i].deadline is not None]
-        try:
             results = fit_population(
                 members, heads[0], fold.X_train, fold.y_train, X_val=fold.X_eval, y_val=fold.y_eval,
                 metric=objective.metric, on_epoch_end=lambda m, epoch, logs, r=reporters: r[m](epoch, logs),
                 deadline=min(deadlines) if deadlines else None, device=objective.device)
-        except Exception as exc:  # (out of memory, say): these trials fail; the study goes on
+        except Exception as exc:  # not built, or not trained (out of memory, say): these trials fail
             for i in alive:
                 outcomes[i] = ("fail", runs[i].failed(exc))
             return outcomes  # type: ignore[return-value]
