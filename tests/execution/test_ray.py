@@ -30,10 +30,12 @@ def ray_cluster():
 def test_trials_run_as_ray_tasks_on_a_cluster(tmp_path, churn_csv, ray_cluster):
     # One validation split (cv auto would train five folds per trial and five final models):
     # the Ray backend is under test, not how a trial is scored.
-    result = nntune.tune(churn_csv, target="churned", trials=6, backend="ray", cpus_per_trial=1,
-                         out=tmp_path / "run", study="ray", max_epochs=8, report=False, cv="none")
+    # Trials long enough (30 epochs, 8 of them) that the second task, started a few seconds later
+    # on a loaded machine, still finds some left: with 8 epochs the first could take them all.
+    result = nntune.tune(churn_csv, target="churned", trials=8, backend="ray", cpus_per_trial=1,
+                         out=tmp_path / "run", study="ray", max_epochs=30, report=False, cv="none")
     trials = trials_of(result.storage, "ray")
-    assert sum(counts_toward_budget(t) for t in trials) == 6
+    assert sum(counts_toward_budget(t) for t in trials) == 8
     pids = {t.user_attrs["worker"]["pid"] for t in trials}
     assert len(pids) == 2 and os.getpid() not in pids  # two tasks of 1 CPU each on 2 CPUs
     assert_learned(result.test_scores["accuracy"], result.run_dir)  # vs. logistic regression on its split
