@@ -210,15 +210,14 @@ class _Population:
                 flat[k, w] = weight.t().reshape(-1)  # stored (in, out): x @ W without a transpose
                 flat[k, b.start:b.start + lin.out_features] = lin.bias.detach()
             if self.layer_norm or self.batch_norm:
-                for (g, s), norm in zip(self.layout.norm_slices, _norms(module), strict=True):
+                for (g, s), (mean, var), norm in zip(self.layout.norm_slices, self.layout.stat_slices,
+                                                     _norms(module), strict=True):
                     width = norm.weight.shape[0]
                     flat[k, g.start:g.start + width] = norm.weight.detach()
                     flat[k, s.start:s.start + width] = norm.bias.detach()
-            if self.batch_norm:
-                for (mean, var), norm in zip(self.layout.stat_slices, _norms(module), strict=True):
-                    width = norm.weight.shape[0]
-                    stats[k, mean.start:mean.start + width] = norm.running_mean
-                    stats[k, var.start:var.start + width] = norm.running_var
+                    if self.batch_norm:
+                        stats[k, mean.start:mean.start + width] = norm.running_mean
+                        stats[k, var.start:var.start + width] = norm.running_var
         self.masks = self.layout.masks(device)
         self.dropout = torch.tensor([float(r.get("dropout", 0.0)) for r in recipes], device=device).view(-1, 1, 1)
         norms = _norms(modules[0]) if self.layer_norm or self.batch_norm else []
@@ -324,15 +323,14 @@ class _Population:
                 lin.weight.copy_(weight[:lin.out_features, :lin.in_features])
                 lin.bias.copy_(flat[k, b][:lin.out_features])
             if self.layer_norm or self.batch_norm:
-                for (g, s), norm in zip(self.layout.norm_slices, _norms(module), strict=True):
+                for (g, s), (mean, var), norm in zip(self.layout.norm_slices, self.layout.stat_slices,
+                                                     _norms(module), strict=True):
                     width = norm.weight.shape[0]
                     norm.weight.copy_(flat[k, g][:width])
                     norm.bias.copy_(flat[k, s][:width])
-            if self.batch_norm:
-                for (mean, var), norm in zip(self.layout.stat_slices, _norms(module), strict=True):
-                    width = norm.weight.shape[0]
-                    norm.running_mean.copy_(stats[k, mean][:width])
-                    norm.running_var.copy_(stats[k, var][:width])
+                    if self.batch_norm:
+                        norm.running_mean.copy_(stats[k, mean][:width])
+                        norm.running_var.copy_(stats[k, var][:width])
 
 
 def _masked_layer_norm(h: torch.Tensor, mask: torch.Tensor, eps: float) -> torch.Tensor:
