@@ -9,7 +9,7 @@ import pytest
 
 import nntune
 from nntune.search import CrossValidationPruner
-from nntune.search._auto import PrunedAsComplete
+from nntune.search._auto import SamplerView
 from nntune.search._cv_pruning import fold_stride, signed_rank_p
 
 TrialState = optuna.trial.TrialState
@@ -188,7 +188,7 @@ def prune_at_fold_end(study: optuna.Study, n_folds: int, done: list[float]) -> f
         trial.report(value, step)
     assert trial.should_prune()
     study.tell(trial, state=TrialState.PRUNED)
-    shown = PrunedAsComplete(study).get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    shown = SamplerView(study).get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     return next(t.value for t in shown if t.number == trial.number)
 
 
