@@ -112,6 +112,18 @@ def test_a_fixed_optimizer_keeps_only_its_own_starting_recipe():
     assert len(starting_points(space, PRACTITIONER_RECIPES)) == 2
 
 
+def test_a_recipe_s_conditional_value_is_left_out_where_the_run_fixes_its_condition_otherwise():
+    space, _ = parse_space({"lr": {"type": "float", "low": 1e-4, "high": 0.1, "log": True},
+                            "embedding_scale": {"type": "float", "low": 0.01, "high": 10.0,
+                                                "when": {"embedding": "plr_lite"}}})
+    recipes = [{"lr": 2e-3, "embedding": "plr_lite", "embedding_scale": 0.1},
+               {"lr": 2e-3, "embedding": "plr_lite", "embedding_scale": 1.0}]
+    assert starting_points(space, recipes) == [{"lr": 2e-3, "embedding_scale": 0.1},
+                                               {"lr": 2e-3, "embedding_scale": 1.0}]
+    # embedding fixed to none: the scales mean nothing, and the two recipes are one
+    assert starting_points(space, recipes, fixed={"embedding": "none"}) == [{"lr": 2e-3}]
+
+
 def test_a_recipes_batch_grows_only_where_an_epoch_would_take_thousands_of_steps():
     assert scaled_batch(64, 150) == 64 and scaled_batch(64, 16_000) == 64  # up to 256 steps: as measured
     assert scaled_batch(64, 33_405) == 256  # beijing's training rows: 131 steps instead of 522

@@ -347,7 +347,9 @@ def starting_points(space: dict, recipes: Sequence[Mapping[str, Any]] | None = N
                 if value is not None and wanted is True and parent not in recipe and switch is not None \
                         and set(switch.choices or []) == {False, True}:
                     point[parent] = bool(value)
-        point = {k: v for k, v in point.items() if space[k].matches({**recipe, **point})}
+        # What the run fixes overrides the recipe: a parameter whose condition the fixed values
+        # rule out is left out of the point.
+        point = {k: v for k, v in point.items() if space[k].matches({**recipe, **(fixed or {}), **point})}
         if point and point not in points:
             points.append(point)
     return points

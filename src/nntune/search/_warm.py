@@ -39,7 +39,8 @@ def warm_start_points(source: optuna.Study, space: Space, fixed: dict[str, Any],
     sign = -1.0 if direction == "maximize" else 1.0
     complete = [t for t in source.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                 if t.values is not None]
-    complete.sort(key=lambda t: sign * t.values[0])
+    # Best first as nntune picks its best trial: ties on the score broken by the validation loss.
+    complete.sort(key=lambda t: (sign * t.values[0], t.user_attrs.get("val_loss", float("inf")), t.number))
     points: list[dict[str, Any]] = []
     for trial in complete:
         point = {name: value for name, value in trial.params.items() if _accepts(space, name, value)}
