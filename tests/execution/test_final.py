@@ -208,6 +208,22 @@ def test_a_refit_the_time_limit_cut_short_gives_way_to_the_validated_model(tmp_p
     assert result.test_scores["accuracy"] >= 0.33 + 0.3  # the majority class, 0.33, is where one epoch ends
 
 
+@pytest.mark.parametrize("share", [0.0, 1e9])
+def test_auto_refits_one_split_only_where_the_refit_is_cheap(tmp_path, monkeypatch, share):
+    # share 0: every refit counts as dear (as one of beijing_pm25's 41,757 rows at 60 s does);
+    # 1e9: none does.
+    refits = []
+    real = _final.fit
+    monkeypatch.setattr(_final, "fit", lambda *a, **k: refits.append(k) or real(*a, **k))
+    monkeypatch.setattr(_final, "REFIT_MAX_SHARE", share)
+    result = nntune.tune(dataset="iris", out=tmp_path / "run", cv="none", timeout=300, **TINY)
+    dear = share == 0.0
+    assert result.model.info["final"] == ("folds" if dear else "refit")
+    assert bool(refits) is not dear  # the validated model is the trial's own, not trained again
+    assert any("would take more than a quarter" in w for w in result.warnings) is dear
+    assert result.test_scores["accuracy"] >= 0.33 + 0.3
+
+
 def test_kept_trials_hold_the_best_few_within_the_memory_bound():
     from torch import nn
 

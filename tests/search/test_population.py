@@ -40,6 +40,25 @@ def test_members_of_a_population_are_ordinary_trials(tmp_path):
     assert_run_learned(result.test_scores["accuracy"], tmp_path / "run")
 
 
+def test_population_members_join_the_delivered_ensemble_like_any_trial(tmp_path, monkeypatch):
+    """Members are ensemble candidates as trials trained alone are, and their fold models are
+    delivered as the population trained them, not trained again."""
+    from nntune.execution import _final
+
+    considered, refits = [], []
+    real_runners_up, real_fit = _final.runners_up, _final.fit
+    monkeypatch.setattr(_final, "runners_up", lambda *a: considered.extend(real_runners_up(*a)) or considered)
+    monkeypatch.setattr(_final, "fit", lambda *a, **k: refits.append(k) or real_fit(*a, **k))
+    result = nntune.tune(dataset="breast_cancer", trials=11, population=4, cv=3, max_epochs=10, seed=0,
+                         space={"embedding": "none", "norm": "none"}, config={"training": {"ensemble": 8}},
+                         report=False, out=tmp_path / "run")
+    assert result.model.info["final"] == "folds" and not refits
+    assert any(t.user_attrs.get("population") for t in considered)
+    chosen = set(result.ensemble["trials"])
+    assert chosen and chosen <= {t.number for t in result.study.trials if t.state.name == "COMPLETE"}
+    assert_run_learned(result.test_scores["accuracy"], tmp_path / "run")
+
+
 def test_population_off_trains_every_trial_alone(tmp_path):
     nntune.tune(dataset="iris", trials=6, population="off", cv="none", max_epochs=5, seed=0, report=False,
                 out=tmp_path / "run")

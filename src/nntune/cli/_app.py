@@ -45,7 +45,7 @@ def tune(
     timeout: Annotated[Opt[str], typer.Option(help="limit for the whole command: 90s, 10m, 1h")] = None,
     cv: Annotated[Opt[str], typer.Option(help="k-fold cross-validation: folds (e.g. 5), auto (default: 5 folds on tables of up to 2,000 training rows, else one validation split) or none")] = None,
     population: Annotated[Opt[str], typer.Option(help="population training (plain MLPs on tables): auto (default: small networks on CPU), off, or K trials trained at once")] = None,
-    final: Annotated[Opt[str], typer.Option(help="the delivered model: folds (the k fold models averaged), refit (retrained on all training rows), auto (folds with cross-validation)")] = None,
+    final: Annotated[Opt[str], typer.Option(help="the delivered model: folds (the k fold models averaged), refit (retrained on all training rows), auto (folds with cross-validation, else refit where it is cheap)")] = None,
     metric: Annotated[Opt[str], typer.Option(help="accuracy, balanced_accuracy, f1, roc_auc, log_loss, r2, rmse, mae")] = None,
     objectives: Annotated[Opt[str], typer.Option(help="several objectives: the metric, then params, latency, train_time (e.g. accuracy,params)")] = None,
     constraint: Annotated[Opt[list[str]], typer.Option(help="a limit such as 'params<=50000' (repeatable)")] = None,

@@ -74,7 +74,8 @@ class TrainingConfig(_Section):
     final: Literal["auto", "refit", "folds"] = Field(
         "auto", description="the delivered model: folds (the selected recipe's k fold models, each early-stopped "
         "on its own fold, averaged), refit (retrained on all training rows with the trial's exact recipe, "
-        "stopped at its chosen epoch), or auto (folds with cross-validation, else refit)")
+        "stopped at its chosen epoch), or auto (folds with cross-validation, else refit where one refit takes "
+        "at most a quarter of the timeout)")
     ensemble: int = Field(
         3, ge=1, description="with final folds: the top trials whose fold models greedy ensemble selection "
         "may average, on their out-of-fold predictions (1: the best trial's alone); where final auto refits "

@@ -429,11 +429,12 @@ def search(plan: Plan, study: optuna.Study, budget: Budget, device: torch.device
                           synonym_words=plan.synonym_words(), keep=plan.kept)
     from ._final import final_mode, final_seconds, refit_seeds, runners_up  # (it builds on this module's Plan)
 
-    n_fold_rows, mode, seeds = len(folds[0].y_train), final_mode(plan), refit_seeds(plan)
+    n_fold_rows, seeds = len(folds[0].y_train), refit_seeds(plan)
 
     def plan_final(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         best = best_trial(study, plan.objectives)
         if best is not None:
+            mode = final_mode(plan, best, n_fold_rows)
             others = runners_up(plan, study, best) if mode == "folds" else []
             budget.expect_final(final_seconds(best, len(plan.train_rows), n_fold_rows, mode, others,
                                               budget.timeout, plan.kept, seeds if mode == "refit" else 1))
