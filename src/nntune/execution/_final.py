@@ -27,7 +27,7 @@ from torch import nn
 
 from ..data import encode_split, encode_with, make_folds, row_positions, transform
 from ..models import Ensemble
-from ..search import KeptTrial, KeptTrials, fold_synonyms, make_module, split_meta
+from ..search import KeptTrial, KeptTrials, best_first, fold_synonyms, make_module, split_meta
 from ..training import TrainingDiverged, fit, make_head, predict_outputs, prepare_fit, score_all
 from ._plan import ModelSource, Plan, data_kind
 
@@ -173,8 +173,7 @@ def runners_up(plan: Plan, study: optuna.Study, best: optuna.trial.FrozenTrial) 
         return []
     done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
             if t.number != best.number and t.value is not None and np.isfinite(t.value)]
-    sign = -1.0 if plan.metric.direction == "maximize" else 1.0
-    done.sort(key=lambda t: (sign * t.value, t.user_attrs.get("val_loss", float("inf")), t.number))
+    done.sort(key=best_first(plan.metric.direction))
     seen, chosen = [best.params], []
     for trial in done:
         if len(chosen) + 1 >= plan.cfg.training.ensemble:

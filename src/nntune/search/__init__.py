@@ -14,6 +14,7 @@ from ._strategies import STRATEGIES, make_sampler
 from ._study import (
     FINISHED,
     absolute_storage,
+    best_first,
     best_trial,
     count_states,
     counts_toward_budget,
@@ -35,7 +36,7 @@ __all__ = [
     "starting_points", "load_source", "warm_start_points",
     "COSTS", "FINISHED", "PRUNERS", "STRATEGIES", "CrossValidationPruner", "HyperParameters", "ModelSource",
     "KeptTrial", "KeptTrials", "Objective",
-    "Objectives", "Space", "TrialCallback", "absolute_storage", "best_trial", "count_states",
+    "Objectives", "Space", "TrialCallback", "absolute_storage", "best_first", "best_trial", "count_states",
     "counts_toward_budget", "fold_synonyms", "split_meta", "fail_dead_trials", "finished_trials", "get_storage",
     "grid_space",
     "is_journal", "make_module", "make_objectives", "make_pruner", "make_sampler", "open_study",

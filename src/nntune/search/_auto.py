@@ -157,8 +157,10 @@ class SamplerView:
         trials = self._study._get_trials(deepcopy=deepcopy, states=None, use_cache=use_cache)
         complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None
                     and math.isfinite(t.value)]
-        shown = [_completed(t, stand_in(t, sign, complete)) if self._pruned and _stands_in(t, sign, complete)
-                 else t for t in trials]
+        shown = []
+        for t in trials:
+            value = stand_in(t, sign, complete) if self._pruned and t.state == TrialState.PRUNED else None
+            shown.append(t if value is None else _completed(t, value))
         valued = [t for t in shown if t.state == TrialState.COMPLETE and t.value is not None
                   and math.isfinite(t.value)]
         if valued:
@@ -172,10 +174,6 @@ class SamplerView:
 
     def get_trials(self, deepcopy: bool = True, states: Sequence[TrialState] | None = None) -> list[FrozenTrial]:
         return self._get_trials(deepcopy=deepcopy, states=states)
-
-
-def _stands_in(trial: FrozenTrial, sign: float, complete: Sequence[FrozenTrial]) -> bool:
-    return trial.state == TrialState.PRUNED and bool(_fold_scores(trial, sign))
 
 
 def _failed_on_its_own(trial: FrozenTrial) -> bool:

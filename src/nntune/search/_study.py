@@ -13,7 +13,7 @@ import socket
 import time
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -298,6 +298,13 @@ def trial_records(storage: str, study_name: str) -> list[dict]:
     study = optuna.load_study(study_name=study_name, storage=get_storage(storage))
     return [{"number": t.number, "state": t.state.name.lower(), "value": t.values[0] if t.values else None,
              "values": t.values, "params": t.params, **t.user_attrs} for t in study.get_trials(deepcopy=False)]
+
+
+def best_first(direction: str) -> Callable[[optuna.trial.FrozenTrial], tuple]:
+    """A sort key putting complete trials best first as `best_trial` picks: by score, ties by
+    the lower validation loss, then the earlier trial."""
+    sign = -1.0 if direction == "maximize" else 1.0
+    return lambda t: (sign * t.values[0], t.user_attrs.get("val_loss", float("inf")), t.number)
 
 
 def best_trial(study: optuna.Study, objectives: Objectives | None = None) -> optuna.trial.FrozenTrial | None:

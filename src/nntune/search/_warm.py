@@ -9,6 +9,7 @@ from optuna.trial import TrialState
 
 from ..errors import ConfigError
 from ._space import Space
+from ._study import best_first
 
 WARM_START_TRIALS = 5
 
@@ -36,11 +37,9 @@ def warm_start_points(source: optuna.Study, space: Space, fixed: dict[str, Any],
     if [d.name.lower() for d in source.directions][:1] != [direction]:
         raise ConfigError(f"the warm-start study {source.study_name!r} {source.directions[0].name.lower()}s its "
                           f"first objective; this run {direction}s: not the same metric")
-    sign = -1.0 if direction == "maximize" else 1.0
     complete = [t for t in source.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                 if t.values is not None]
-    # Best first as nntune picks its best trial: ties on the score broken by the validation loss.
-    complete.sort(key=lambda t: (sign * t.values[0], t.user_attrs.get("val_loss", float("inf")), t.number))
+    complete.sort(key=best_first(direction))
     points: list[dict[str, Any]] = []
     for trial in complete:
         point = {name: value for name, value in trial.params.items() if _accepts(space, name, value)}
