@@ -13,7 +13,8 @@ TabularData (features as nntune conforms them, target encoded: class codes or fl
   realmlp_td    pytabkit's RealMLP_TD_Classifier / _Regressor, its tuned defaults.
   tabm_d        pytabkit's TabM_D_Classifier / _Regressor, its defaults.
   autogluon_nn  AutoGluon's TabularPredictor restricted to its two neural models (NN_TORCH,
-                FASTAI), time_limit = the budget.
+                FASTAI) at their defaults, time_limit = the budget, num_cpus=1; it runs under
+                .venv-autogluon (`make bench-env-autogluon`: pandas 2.3, which AutoGluon needs).
 
 pytabkit and AutoGluon read a table themselves: they get nntune's conformed features (datetimes
 already split into numbers), numeric columns median-imputed on the training rows (pytabkit
@@ -161,29 +162,32 @@ def run_pytabkit(method, table, train_rows, test_rows, seed):
 
 
 def run_autogluon_nn(table, train_rows, test_rows, seconds, seed):
+    """AutoGluon as its documentation has it: TabularPredictor(label, eval_metric, path,
+    verbosity).fit(train_data, time_limit, hyperparameters) with only its two neural models at
+    their default hyperparameters, on one CPU (fit's num_cpus is the whole fit's total), then
+    predict on the test rows. Runs under .venv-autogluon (`make bench-env-autogluon`)."""
     import tempfile
     from importlib.metadata import version
 
-    import numpy as np
-    import torch
     from autogluon.tabular import TabularPredictor
 
     label = "__target__"
-    features = table.features
-    train = features.iloc[train_rows].reset_index(drop=True)
+    train, test = table_frames(table, train_rows, test_rows)
     train[label] = table.y[train_rows]
-    test = features.iloc[test_rows].reset_index(drop=True)
     regression = table.task == "regression"
-    # AutoGluon holds out its own validation rows with a fixed seed; the global generators its
-    # networks draw from get the benchmark's seed.
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    # AutoGluon seeds each model itself (0 unless its hyperparameters name a seed: NN_TORCH's
+    # `seed_value`, FASTAI's `random_seed`) and draws its validation rows with the learner's
+    # random_state (0 by default): both get the benchmark's seed, nothing else is changed.
+    hyperparameters = {"NN_TORCH": {"seed_value": seed}, "FASTAI": {"random_seed": seed}}
     with tempfile.TemporaryDirectory(prefix="autogluon-bench-") as tmp:
         predictor = TabularPredictor(label=label, problem_type=table.task,
                                      eval_metric="r2" if regression else "accuracy",
-                                     path=tmp, verbosity=0)
-        predictor.fit(train, hyperparameters={"NN_TORCH": {}, "FASTAI": {}},
-                      time_limit=seconds, num_cpus=1, num_gpus=0)
+                                     path=tmp, verbosity=0, learner_kwargs={"random_state": seed})
+        predictor.fit(train, hyperparameters=hyperparameters, time_limit=seconds,
+                      num_cpus=1, num_gpus=0)
         predicted = predictor.predict(test).to_numpy()
         models = predictor.leaderboard(silent=True)["model"].tolist()
-    return predicted, {"models": models, "autogluon_version": version("autogluon.tabular")}
+        best = predictor.model_best
+    return predicted, {"models": models, "model_best": best,
+                       "autogluon_version": version("autogluon.tabular"),
+                       "pandas_version": version("pandas")}

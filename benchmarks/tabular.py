@@ -23,8 +23,8 @@ Methods:
                 10% of the training rows: the network a user writes by hand.
   realmlp_td    pytabkit's RealMLP with its tuned defaults (RealMLP_TD_Classifier/Regressor).
   tabm_d        pytabkit's TabM with its defaults (TabM_D_Classifier/Regressor).
-  autogluon_nn  AutoGluon's TabularPredictor with only its neural models (NN_TORCH, FASTAI),
-                time_limit=budget.
+  autogluon_nn  AutoGluon's TabularPredictor with only its neural models (NN_TORCH, FASTAI) at
+                their defaults, time_limit=budget, num_cpus=1.
   hgb           HistGradientBoosting with default settings: an untuned, non-neural reference.
   logreg        LogisticRegression / Ridge with default settings: the linear reference.
   nntune_*      nntune with one option changed (NNTUNE_VARIANTS below: final refit, one
@@ -32,11 +32,13 @@ Methods:
                 measure a default on every table; named in --methods only, ranked beside the
                 others, never an anchor.
 (the anchors that tune nothing: benchmarks/_tabular_anchors.py). realmlp_td, tabm_d and
-autogluon_nn need packages the project does not depend on: their processes run under
-.venv-bench/bin/python (`make bench-env`); where it lacks them the method is recorded as skipped,
-with the reason, and the run goes on (autogluon_nn always, for now: no release of
-autogluon.tabular installs beside constraints.txt, see requirements-tabular.txt). Methods
-without a time limit of their own (realmlp_td, tabm_d, hgb, logreg) run their defaults to the
+autogluon_nn need packages the project does not depend on: realmlp_td and tabm_d run under
+.venv-bench/bin/python (`make bench-env`), autogluon_nn under .venv-autogluon/bin/python
+(`make bench-env-autogluon`: autogluon.tabular 1.6.3 needs pandas<2.4 and pyarrow<25, so it gets
+an environment of its own, pinned in requirements-autogluon.txt, where nntune, which loads and
+splits the table there too, computes the same split under pandas 2.3). Where a method's
+environment or package is missing, it is recorded as skipped, with the reason (which make target
+to run), and the run goes on. Methods without a time limit of their own (realmlp_td, tabm_d, hgb, logreg) run their defaults to the
 end: every record carries the seconds it took.
 
 Records go to --out, one JSON line per (data set, method, seed) as each finishes; a rerun with
@@ -49,6 +51,7 @@ minus each anchor over (table, seed) with its 95% t-interval.
 Run from the repository root:
 
     make bench-env                                                     # pytabkit in .venv-bench
+    make bench-env-autogluon                                           # AutoGluon in .venv-autogluon
     .venv/bin/python benchmarks/tabular.py --seconds 5 --seeds 0 --datasets iris,glass   # smoke test
     .venv/bin/python benchmarks/tabular.py                             # everything: 60 s, seeds 0,1,2
     .venv/bin/python benchmarks/tabular.py --summary-only              # the summary of what is there
@@ -77,6 +80,7 @@ for _name in THREAD_VARS:
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data" / "tabular"
 BENCH_PYTHON = REPO / ".venv-bench" / "bin" / "python"
+AUTOGLUON_PYTHON = REPO / ".venv-autogluon" / "bin" / "python"
 DEFAULT_OUT = Path("benchmarks") / "results" / "tabular.jsonl"
 
 TEST_SIZE = 0.2
@@ -127,16 +131,19 @@ TITLES = {"nntune": "nntune", "optuna_torch": "Optuna example (PyTorch)",
           "nntune_refit": "nntune final=refit", "nntune_onesplit": "nntune cv=none",
           "nntune_ens1": "nntune ensemble=1", "nntune_ens8": "nntune ensemble=8",
           "nntune_noreport": "nntune without report", "nntune_popoff": "nntune population=off"}
-# Methods whose package the project does not depend on: the module they need in .venv-bench,
-# and why it may be missing there.
+# Methods whose package the project does not depend on: the module they need, and the
+# environment that has it (autogluon.tabular needs pandas<2.4, so not .venv-bench: constraints.txt
+# pins pandas 3), with the make target that builds it.
 BENCH_ONLY = {"realmlp_td": "pytabkit", "tabm_d": "pytabkit", "autogluon_nn": "autogluon.tabular"}
+BENCH_ENVS = {"pytabkit": (BENCH_PYTHON, "bench-env"),
+              "autogluon.tabular": (AUTOGLUON_PYTHON, "bench-env-autogluon")}
 MISSING_REASON = {
     "pytabkit": "pytabkit is not installed in .venv-bench: run `make bench-env`",
     "autogluon.tabular": (
-        "autogluon.tabular is not installed in .venv-bench: no release of it (1.0.0 to 1.6.3) "
-        "installs beside constraints.txt (1.6.3 requires pandas<2.4.0 and pyarrow<25.0.0; "
-        "constraints.txt pins pandas==3.1.1 and pyarrow==26.0.1); see "
-        "benchmarks/requirements-tabular.txt"),
+        "autogluon.tabular is not installed in .venv-autogluon: run `make bench-env-autogluon` "
+        "(its own environment: autogluon.tabular 1.6.3 requires pandas<2.4 and pyarrow<25, "
+        "constraints.txt pins pandas 3.1.1 and pyarrow 26.0.1; see "
+        "benchmarks/requirements-autogluon.txt)"),
 }
 # A child that runs far past its budget is stopped; methods without a time limit of their own
 # get --timeout seconds (their defaults can take long on the 41,757-row beijing_pm25).
@@ -475,28 +482,33 @@ def machine() -> dict:
 
 
 def interpreter(method: str) -> str:
-    """The Python a method's process runs under: .venv-bench's for the packages the project
-    does not depend on, this one otherwise."""
-    return str(BENCH_PYTHON) if method in BENCH_ONLY else sys.executable
+    """The Python a method's process runs under: the benchmark environment's (.venv-bench, or
+    .venv-autogluon for AutoGluon) for the packages the project does not depend on, this one
+    otherwise."""
+    module = BENCH_ONLY.get(method)
+    return str(BENCH_ENVS[module][0]) if module else sys.executable
 
 
 _PROBED: dict[str, str | None] = {}
 
 
 def missing_package(method: str) -> str | None:
-    """Why `method` cannot run here (its package is not in .venv-bench), or None."""
+    """Why `method` cannot run here (its environment or its package there is missing), or
+    None."""
     module = BENCH_ONLY.get(method)
     if module is None:
         return None
     if module not in _PROBED:
-        if not BENCH_PYTHON.exists():
-            _PROBED[module] = ".venv-bench does not exist: run `make bench-env`"
+        python, target = BENCH_ENVS[module]
+        if not python.exists():
+            _PROBED[module] = (f"{relative(python.parent.parent)} does not exist: run "
+                               f"`make {target}`")
         else:
             probe = ("import importlib.util, sys\n"
                      f"try:\n    found = importlib.util.find_spec({module!r}) is not None\n"
                      "except ImportError:\n    found = False\n"
                      "sys.exit(0 if found else 3)")
-            proc = subprocess.run([str(BENCH_PYTHON), "-c", probe], capture_output=True,
+            proc = subprocess.run([str(python), "-c", probe], capture_output=True,
                                   cwd=REPO, timeout=300)
             _PROBED[module] = None if proc.returncode == 0 else MISSING_REASON[module]
     return _PROBED[module]
