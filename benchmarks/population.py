@@ -21,11 +21,20 @@ train, on a 4,096 x 14 regression table whose first 10 columns are numeric, for 
 norm; beside each, the step work `auto` computes and whether it trains that network in a
 population.
 
+`--cnn` asks whether populations would pay for the 1-D CNN of signals (the issue's second
+family): the MNIST-1D shape (1 x 40 signals, 10 classes, batch 64), 3 blocks of conv -> batch
+norm -> ReLU -> max pool by 2, global average, linear head, as `cnn` builds them, at 16-128
+channels and kernels 3 and 7. K members as one network, the way a population would batch them
+(every convolution grouped, `groups=K`, each member its own input channel, its own rows and its
+own batch-norm statistics), against one member alone: seconds per training step (forward,
+backward, Adam) and the speed-up K x alone / together.
+
 Run from the repository root:
 
     .venv/bin/python benchmarks/population.py                      # the table in docs/population.md
     .venv/bin/python benchmarks/population.py --epochs 1 --repeats 1 --sizes 1,8
     .venv/bin/python benchmarks/population.py --auto-grid          # the auto rule's table (3 minutes)
+    .venv/bin/python benchmarks/population.py --cnn                # 1-D CNN populations (about 2 minutes)
 """
 
 from __future__ import annotations
@@ -162,6 +171,73 @@ def auto_grid(epochs: int = 2) -> list[dict]:
     return records
 
 
+CNN_CHANNELS = (16, 32, 59, 128)
+CNN_KERNELS = (3, 7)
+CNN_MEMBERS = (8, 32)
+
+
+def grouped_cnn(k: int, channels: int, kernel: int, blocks: int = 3, length: int = 40, classes: int = 10):
+    """k 1-D CNNs of one shape as one module: grouped convolutions keep the members apart."""
+    from torch import nn
+
+    layers, width_in = [], 1
+    for _ in range(blocks):
+        layers += [nn.Conv1d(k * width_in, k * channels, kernel, padding="same", groups=k),
+                   nn.BatchNorm1d(k * channels), nn.ReLU(), nn.MaxPool1d(2)]
+        width_in = channels
+    # The head: a grouped 1x1 convolution after the global average is each member's linear layer.
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool1d(1), nn.Conv1d(k * channels, k * classes, 1, groups=k),
+                         nn.Flatten())
+
+
+def time_cnn_steps(k: int, channels: int, kernel: int, batch: int = 64, steps: int = 60) -> float:
+    """Seconds per training step of k members together (each its own rows: input (batch, k, 40))."""
+    import torch
+    from torch.nn import functional as F
+
+    torch.manual_seed(SEED)
+    model = grouped_cnn(k, channels, kernel)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.randn(batch, k, 40)
+    y = torch.randint(0, 10, (batch * k,))
+    for step in range(steps + 10):  # 10 warm-up steps
+        if step == 10:
+            started = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        logits = model(x).view(batch, k, 10).reshape(batch * k, 10)
+        F.cross_entropy(logits, y).backward()
+        optimizer.step()
+    return (time.perf_counter() - started) / steps
+
+
+def cnn_grid() -> list[dict]:
+    import statistics
+
+    import torch
+
+    torch.set_num_threads(1)
+    records = []
+    for channels in CNN_CHANNELS:
+        for kernel in CNN_KERNELS:
+            alone = statistics.median(time_cnn_steps(1, channels, kernel) for _ in range(3))
+            for k in CNN_MEMBERS:
+                together = statistics.median(time_cnn_steps(k, channels, kernel) for _ in range(3))
+                records.append({"channels": channels, "kernel": kernel, "members": k, "alone_ms": 1e3 * alone,
+                                "together_ms": 1e3 * together, "speedup": k * alone / together})
+                print(f"# {channels} channels, kernel {kernel}, {k} members: {records[-1]['speedup']:.2f}x",
+                      file=sys.stderr, flush=True)
+    return records
+
+
+def cnn_table(records: list[dict]) -> str:
+    lines = ["| channels | kernel | members K | one member, ms/step | K together, ms/step | K x alone / together |",
+             "|---:|---:|---:|---:|---:|---:|"]
+    for r in records:
+        lines.append(f"| {r['channels']} | {r['kernel']} | {r['members']} | {r['alone_ms']:.2f} | "
+                     f"{r['together_ms']:.2f} | {r['speedup']:.2f}x |")
+    return "\n".join(lines)
+
+
 def grid_table(records: list[dict]) -> str:
     lines = ["| units | batch | network | step work (M) | 16 members vs fit | auto |", "|---:|---:|---|---:|---:|---|"]
     for r in records:
@@ -189,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="population sizes K")
     parser.add_argument("--auto-grid", action="store_true",
                         help="measure the speed-ups population: auto decides by (see above)")
+    parser.add_argument("--cnn", action="store_true", help="measure whether 1-D CNN populations would pay")
     args = parser.parse_args(argv)
     sizes = tuple(int(s) for s in args.sizes.split(","))
     import torch
@@ -196,6 +273,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.auto_grid:
         print(grid_table(auto_grid(args.epochs)))
         print(f"\n4,096 x 14 (10 numeric), {args.epochs} epochs with validation, {GRID_MEMBERS} members; 1 thread; "
+              f"{os.cpu_count()} vCPU {platform.machine()}, torch {torch.__version__}.")
+        return 0
+    if args.cnn:
+        print(cnn_table(cnn_grid()))
+        print(f"\nMNIST-1D shape (1 x 40, 10 classes), batch 64, 3 blocks, Adam, median of 3 x 60 steps; 1 thread; "
               f"{os.cpu_count()} vCPU {platform.machine()}, torch {torch.__version__}.")
         return 0
 

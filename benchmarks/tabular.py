@@ -28,7 +28,7 @@ Methods:
   hgb           HistGradientBoosting with default settings: an untuned, non-neural reference.
   logreg        LogisticRegression / Ridge with default settings: the linear reference.
   nntune_*      nntune with one option changed (NNTUNE_VARIANTS below: final refit, one
-                validation split, ensemble 1 or 8, no report, no population training), to
+                validation split, ensemble 1 or 8, no report, no population training, no label smoothing), to
                 measure a default on every table; named in --methods only, ranked beside the
                 others, never an anchor.
 (the anchors that tune nothing: benchmarks/_tabular_anchors.py). realmlp_td, tabm_d and
@@ -120,6 +120,7 @@ NNTUNE_VARIANTS = {
     "nntune_ens8": {"config": {"training": {"ensemble": 8}}},  # greedy selection over the top 8
     "nntune_noreport": {"report": False},    # the budget without the report's share
     "nntune_popoff": {"population": "off"},  # every trial trained alone (no population training)
+    "nntune_nols": {"config": {"training": {"label_smoothing": 0.0}}},  # classifiers not smoothed
 }
 # Methods that stop at the budget themselves; the others run their defaults to the end.
 BUDGETED = ("nntune", "optuna_torch", "sklearn_mlp", "torch_mlp", "autogluon_nn", *NNTUNE_VARIANTS)
@@ -130,7 +131,8 @@ TITLES = {"nntune": "nntune", "optuna_torch": "Optuna example (PyTorch)",
           "hgb": "HGB (untuned)", "logreg": "linear (untuned)",
           "nntune_refit": "nntune final=refit", "nntune_onesplit": "nntune cv=none",
           "nntune_ens1": "nntune ensemble=1", "nntune_ens8": "nntune ensemble=8",
-          "nntune_noreport": "nntune without report", "nntune_popoff": "nntune population=off"}
+          "nntune_noreport": "nntune without report", "nntune_popoff": "nntune population=off",
+          "nntune_nols": "nntune label_smoothing=0"}
 # Methods whose package the project does not depend on: the module they need, and the
 # environment that has it (autogluon.tabular needs pandas<2.4, so not .venv-bench: constraints.txt
 # pins pandas 3), with the make target that builds it.

@@ -83,7 +83,9 @@ class TrainingConfig(_Section):
         "time allows (1: one network; final refit always delivers one)")
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     loss: Literal["auto", "cross_entropy", "bce", "mse", "mae", "huber"] = "auto"
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    label_smoothing: float | None = Field(
+        None, ge=0, lt=1, description="null: the model family's own value for classification (mlp 0.1, "
+        "the other families 0); regression is never smoothed")
     class_weight: Literal["none", "balanced"] = "none"
     clip_norm: float | None = Field(None, gt=0)
     clip_value: float | None = Field(None, gt=0)

@@ -191,7 +191,7 @@ class DepthSearch:
         chosen["chosen"] = True
         self._record_on_existing(storage, name)
         final = _with_depth(cfg, chosen["depth"])
-        space, fixed = space_for(final, None)
+        space, fixed = space_for(final, None, task=plan.table.task)
         return replace(plan, cfg=final, space=space, fixed=fixed)
 
     def record(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -255,7 +255,7 @@ def _with_depth(cfg: RunConfig, depth: int, cv: int | None = None) -> RunConfig:
 def _stage_plan(plan: Plan, depth: int, folds: int) -> Plan:
     """The plan of one depth's brief search: n_layers fixed, k folds, depth_trials trials."""
     cfg = _with_depth(plan.cfg, depth, cv=folds)
-    space, fixed = space_for(cfg, None)
+    space, fixed = space_for(cfg, None, task=plan.table.task)
     return replace(plan, cfg=cfg, space=space, fixed=fixed, n_trials=cfg.search.depth_trials)
 
 

@@ -186,7 +186,7 @@ def prepare(cfg: RunConfig, data: Any = None, y: Any = None, build_model: BuildM
         attach_unlabeled(table, read_table(cfg.data.unlabeled), f"unlabeled data '{cfg.data.unlabeled}'")
     ref = data_reference(source, cfg.data.dataset, y=y, content=content)
     metric = get_metric(cfg.search.metric or default_metric(table.task), table.task)
-    space, fixed = space_for(cfg, build_model, data_kind(table))
+    space, fixed = space_for(cfg, build_model, data_kind(table), table.task)
     objectives = make_objectives(metric.name, metric.direction, cfg.search.objectives, cfg.search.constraints,
                                  cfg.search.pick)
     if objectives.multi and cfg.search.pruner not in ("none", "auto"):
@@ -249,17 +249,18 @@ def plan_of_study(attrs: dict[str, Any], data: Any = None, y: Any = None,
     return plan
 
 
-def space_for(cfg: RunConfig, build_model: BuildModel | None, kind: str = "table") -> tuple[Space, dict[str, Any]]:
+def space_for(cfg: RunConfig, build_model: BuildModel | None, kind: str = "table",
+              task: str | None = None) -> tuple[Space, dict[str, Any]]:
     """The run's search space and fixed values: family + recipe defaults, then the user's.
     Family `auto` searches every family that fits the data's kind, each family's parameters
-    conditional on it being chosen."""
+    conditional on it being chosen. `task` (None: not known yet) decides the label smoothing."""
     training = cfg.training
     fixed_defaults = {
         **RECIPE_DEFAULTS,
         "max_epochs": training.max_epochs, "patience": training.early_stopping.patience,
         "min_delta": training.early_stopping.min_delta,
         "restore_best": training.early_stopping.restore_best, "loss": training.loss,
-        "label_smoothing": training.label_smoothing, "class_weight": training.class_weight,
+        "label_smoothing": label_smoothing_for(cfg, build_model, kind, task), "class_weight": training.class_weight,
         "clip_norm": training.clip_norm, "clip_value": training.clip_value,
         "curriculum": training.curriculum.order, "pacing": training.curriculum.pacing,
         "pacing_start": training.curriculum.start, "pacing_full": training.curriculum.full,
@@ -336,6 +337,17 @@ def _kind_space(cfg: RunConfig, kind: str) -> tuple[dict[str, Any], dict[str, An
     if cfg.search.augment:
         space.update(augment_space(kind, synonyms=bool(data.synonyms)))
     return space, fixed
+
+
+def label_smoothing_for(cfg: RunConfig, build_model: BuildModel | None, kind: str, task: str | None) -> float:
+    """The config's label smoothing, else the family's own for classification: with family
+    auto the kind's default family's (mlp for tables), with a network of the user's none."""
+    if cfg.training.label_smoothing is not None:
+        return cfg.training.label_smoothing
+    if task == "regression" or build_model is not None:
+        return 0.0
+    family = cfg.model.family if cfg.model.family != "auto" else DEFAULT_FAMILY.get(kind)
+    return get_family(family).label_smoothing if family else 0.0
 
 
 def _families_space(kind: str) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -69,6 +69,9 @@ class Family:
     # samples nothing at random, with its source cited where the family declares it. Family
     # auto tries the first recipe of every family. A family may declare none.
     starting_points: tuple[Mapping[str, Any], ...] = ()
+    # The label smoothing its classifiers train with where the config sets none
+    # (training.label_smoothing left at null); regression has nothing to smooth.
+    label_smoothing: float = 0.0
 
 
 _FAMILIES: dict[str, Family] = {}
