@@ -34,7 +34,7 @@ Run from the repository root:
     .venv/bin/python benchmarks/population.py                      # the table in docs/population.md
     .venv/bin/python benchmarks/population.py --epochs 1 --repeats 1 --sizes 1,8
     .venv/bin/python benchmarks/population.py --auto-grid          # the auto rule's table (3 minutes)
-    .venv/bin/python benchmarks/population.py --cnn                # 1-D CNN populations (about 2 minutes)
+    .venv/bin/python benchmarks/population.py --cnn                # 1-D CNN populations (about 14 minutes)
 """
 
 from __future__ import annotations
