@@ -21,6 +21,11 @@ class Budget:
     started: float = field(default_factory=time.monotonic)
     reserve: float = 0.0
     tail: float = 0.0  # seconds of work after the final model (the report), kept free too
+    # What the tail grows by per finished trial (the report's figures read every trial), up
+    # to `tail_cap`; `count_trial` counts them.
+    tail_per_trial: float = 0.0
+    tail_cap: float = 0.0
+    trials_seen: int = 0
 
     def __post_init__(self) -> None:
         if self.timeout is not None:
@@ -33,14 +38,22 @@ class Budget:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
+    def kept_free(self) -> float:
+        """Seconds kept free after the final model: `tail`, grown with the trials so far."""
+        grown = self.tail + self.tail_per_trial * self.trials_seen
+        return min(grown, max(self.tail, self.tail_cap)) if self.tail_per_trial else self.tail
+
+    def count_trial(self) -> None:
+        self.trials_seen += 1
+
     def search_deadline(self) -> float | None:
         """When the search must stop to leave `reserve` seconds for the final model (and
-        `tail` for what follows it)."""
-        return None if self.deadline is None else self.deadline - self.reserve - self.tail
+        `kept_free()` for what follows it)."""
+        return None if self.deadline is None else self.deadline - self.reserve - self.kept_free()
 
     def final_deadline(self) -> float | None:
         """When the final model's training must end."""
-        return None if self.deadline is None else self.deadline - self.tail
+        return None if self.deadline is None else self.deadline - self.kept_free()
 
     def trial_deadline(self, trial_started: float, first: bool = False) -> float | None:
         stop = self.search_deadline()

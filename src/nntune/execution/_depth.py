@@ -108,6 +108,9 @@ class _DepthBudget:
     def expect_final(self, seconds: float) -> None:
         self.run.expect_final(seconds)
 
+    def count_trial(self) -> None:
+        self.run.count_trial()
+
     @property
     def timeout(self) -> float | None:
         return self.run.timeout

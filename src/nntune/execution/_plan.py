@@ -444,6 +444,7 @@ def search(plan: Plan, study: optuna.Study, budget: Budget, device: torch.device
     n_fold_rows, seeds = len(folds[0].y_train), refit_seeds(plan)
 
     def plan_final(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        budget.count_trial()
         best = best_trial(study, plan.objectives)
         if best is not None:
             mode = final_mode(plan, best, n_fold_rows)
