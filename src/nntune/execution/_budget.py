@@ -40,8 +40,7 @@ class Budget:
 
     def kept_free(self) -> float:
         """Seconds kept free after the final model: `tail`, grown with the trials so far."""
-        grown = self.tail + self.tail_per_trial * self.trials_seen
-        return min(grown, max(self.tail, self.tail_cap)) if self.tail_per_trial else self.tail
+        return min(self.tail + self.tail_per_trial * self.trials_seen, max(self.tail, self.tail_cap))
 
     def count_trial(self) -> None:
         self.trials_seen += 1
